@@ -1,0 +1,242 @@
+//! The interfaces a database backend implements. Backends hold SQL and nothing else of
+//! substance: every decision (what to deliver next, order, retry, dead-letter, leases)
+//! is made by the core relay engine, through these calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::event::{AppendResult, EventData, ExpectedVersion, ReadDirection, RecordedEvent};
+use crate::outbox::{EntryState, OutboxEntry, OutboxMessage};
+
+/// Appending and reading events outside an explicit transaction.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream_id` in one transaction, with the outbox entries the
+    /// store's routes produce.
+    async fn append(&self, stream_id: &str, expected: ExpectedVersion, events: Vec<EventData>) -> Result<AppendResult>;
+
+    /// Reads up to `limit` events of a stream starting at `from_version` (inclusive;
+    /// for a backward read, `u64::MAX` means from the end).
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        limit: usize,
+        direction: ReadDirection,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads up to `limit` events of all streams with position ≥ `from_position`.
+    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// The current version of a stream (`None` when it does not exist).
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>>;
+}
+
+/// A transaction that can append events and write outbox messages, and that the
+/// application can use for its own SQL. Dropping it without `commit` rolls back.
+#[async_trait::async_trait]
+pub trait StoreTransaction: Send {
+    /// Appends events (and their routed outbox entries) inside this transaction.
+    async fn append(
+        &mut self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult>;
+    /// Writes an explicit outbox message inside this transaction; returns its entry id.
+    async fn write_outbox(&mut self, message: OutboxMessage) -> Result<Uuid>;
+    /// Commits everything, then wakes the relay.
+    async fn commit(self) -> Result<()>;
+    /// Rolls everything back.
+    async fn rollback(self) -> Result<()>;
+}
+
+/// Starting a [`StoreTransaction`].
+#[async_trait::async_trait]
+pub trait TransactionalStore: EventStore {
+    /// The transaction type.
+    type Transaction: StoreTransaction;
+    /// Begins a transaction (a write transaction: SQLite `BEGIN IMMEDIATE`).
+    async fn begin(&self) -> Result<Self::Transaction>;
+}
+
+/// A lease on one (destination, partition): the holder alone delivers its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Destination.
+    pub destination: String,
+    /// Partition.
+    pub partition: u32,
+    /// Owner id (one per relay instance).
+    pub owner: String,
+    /// Fencing token: increases at each change of owner.
+    pub epoch: i64,
+}
+
+/// A lease row as stored, for balancing and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Destination.
+    pub destination: String,
+    /// Partition.
+    pub partition: u32,
+    /// Current owner.
+    pub owner: String,
+    /// Fencing token.
+    pub epoch: i64,
+    /// Whether the lease is still valid by the database clock.
+    pub live: bool,
+}
+
+/// Which pending entries of a leased partition to read. Results are in `seq` order and
+/// include entries whose next attempt is in the future (so the engine sees parked heads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingQuery {
+    /// From the oldest pending entry (the re-scan that finds late commits).
+    FromOldest,
+    /// The fast path: pending entries with `seq` greater than this, of streams that have
+    /// no pending entry with `seq` at or below it. (Such a stream is either parked by the
+    /// engine, or has an entry that committed late; the engine reaches it through
+    /// [`PendingQuery::Stream`] or the next [`PendingQuery::FromOldest`] re-scan, so its
+    /// later entries must not overtake it.)
+    AfterSeq(i64),
+    /// Pending entries of one stream, from its oldest.
+    Stream(String),
+}
+
+/// What happened to one delivered-or-attempted entry, written in bulk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryResult {
+    /// Entry id.
+    pub id: Uuid,
+    /// Attempts after this one.
+    pub attempts: u32,
+    /// The outcome.
+    pub outcome: EntryOutcome,
+}
+
+/// Outcome of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryOutcome {
+    /// Delivered at this time.
+    Delivered {
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// Failed; try again at `next_attempt_at`.
+    Retry {
+        /// When to try again.
+        next_attempt_at: OffsetDateTime,
+        /// The error.
+        error: String,
+    },
+    /// Failed for good: moved to the dead-letter queue.
+    Dead {
+        /// When.
+        at: OffsetDateTime,
+        /// The error.
+        error: String,
+    },
+}
+
+/// Counts for one destination.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DestinationStatus {
+    /// Destination.
+    pub destination: String,
+    /// Pending entries (including those waiting for a retry).
+    pub pending: u64,
+    /// Pending entries that have failed at least once.
+    pub retrying: u64,
+    /// Delivered entries still kept.
+    pub delivered: u64,
+    /// Dead-lettered entries.
+    pub dead: u64,
+    /// Age in seconds of the oldest pending entry.
+    pub oldest_pending_age_secs: Option<f64>,
+}
+
+/// Which entries an operator command lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only this state.
+    pub state: Option<EntryState>,
+    /// Only this stream.
+    pub stream_id: Option<String>,
+    /// Only entries with `seq` greater than this (paging).
+    pub after_seq: Option<i64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Which dead entries a replay or discard touches. At least one of the fields is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadSelector {
+    /// One entry.
+    pub id: Option<Uuid>,
+    /// Every dead entry of a destination.
+    pub destination: Option<String>,
+}
+
+/// What the relay and operators need from a backend.
+#[async_trait::async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Number of partitions entries are spread over (fixed when the store is opened).
+    fn partitions(&self) -> u32;
+
+    /// Notified after every commit that wrote outbox entries (in-process, or through
+    /// the database's notifications). A hint only: the relay also polls.
+    fn wakeup(&self) -> Arc<Notify>;
+
+    /// Takes the lease on (destination, partition) if it is free, expired, or already
+    /// ours (then it is renewed, same epoch). A change of owner increments the epoch.
+    async fn try_acquire_lease(
+        &self,
+        destination: &str,
+        partition: u32,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>>;
+
+    /// Extends a lease we hold; `false` when it was lost.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool>;
+
+    /// Gives a lease up (so another relay can take it at once).
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+
+    /// Every lease row of a destination.
+    async fn list_leases(&self, destination: &str) -> Result<Vec<LeaseInfo>>;
+
+    /// Reads up to `limit` pending entries of the lease's partition, in `seq` order.
+    async fn fetch_pending(&self, lease: &Lease, query: &PendingQuery, limit: u32) -> Result<Vec<OutboxEntry>>;
+
+    /// Writes delivery results in one statement, fenced by the lease: when the lease is
+    /// no longer held with this epoch, nothing is written and `Error::LeaseLost` returned.
+    async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()>;
+
+    /// Destinations with any entries.
+    async fn destinations(&self) -> Result<Vec<String>>;
+
+    /// Counts per destination.
+    async fn status(&self) -> Result<Vec<DestinationStatus>>;
+
+    /// Lists entries, oldest first.
+    async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>>;
+
+    /// Moves dead entries back to pending (attempts reset, due now); returns how many.
+    async fn replay_dead(&self, selector: &DeadSelector) -> Result<u64>;
+
+    /// Deletes dead entries; returns how many.
+    async fn discard_dead(&self, selector: &DeadSelector) -> Result<u64>;
+
+    /// Deletes delivered entries delivered before `before`; returns how many.
+    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64>;
+}

@@ -1,0 +1,16 @@
+//! Metric names recorded through the `metrics` facade (the CLI installs an exporter).
+
+/// Counter: entries delivered, by destination.
+pub const DELIVERED: &str = "eskit_delivered_total";
+/// Counter: failed delivery attempts, by destination.
+pub const FAILED: &str = "eskit_failed_attempts_total";
+/// Counter: entries moved to the dead-letter queue, by destination.
+pub const DEAD: &str = "eskit_dead_total";
+/// Histogram: seconds from commit to successful delivery, by destination.
+pub const LATENCY: &str = "eskit_delivery_latency_seconds";
+/// Histogram: seconds to record a batch's results, by destination.
+pub const BATCH_DURATION: &str = "eskit_batch_record_seconds";
+/// Gauge: partitions this relay owns, by destination.
+pub const OWNED_PARTITIONS: &str = "eskit_owned_partitions";
+/// Counter: leases taken over from another (expired) owner, by destination.
+pub const LEASE_TAKEOVERS: &str = "eskit_lease_takeovers_total";

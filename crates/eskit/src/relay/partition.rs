@@ -1,0 +1,396 @@
+//! The partition worker: the one place that decides what to deliver next, in which
+//! order, and what a failure means. One worker runs per leased (destination, partition).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::backend::{EntryOutcome, EntryResult, Lease, OutboxStore, PendingQuery};
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::outbox::OutboxEntry;
+use crate::relay::config::RelayConfig;
+use crate::relay::metrics as m;
+
+/// Streams whose head is failing or not yet due, with the time to look at them again.
+type Parked = HashMap<String, OffsetDateTime>;
+
+pub(crate) struct PartitionWorker {
+    pub store: Arc<dyn OutboxStore>,
+    pub destination: Arc<dyn Destination>,
+    pub config: Arc<RelayConfig>,
+    pub lease: Lease,
+    pub cancel: CancellationToken,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Shutdown,
+    LeaseLost,
+}
+
+struct State {
+    /// Highest `seq` seen by a partition scan (the fast path reads after it).
+    cursor: Option<i64>,
+    parked: Parked,
+    last_rescan: Instant,
+    lease_renewed: Instant,
+}
+
+impl PartitionWorker {
+    pub async fn run(self) -> Exit {
+        let span = info_span!("partition", destination = %self.lease.destination, partition = self.lease.partition);
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(self) -> Exit {
+        let wakeup = self.store.wakeup();
+        let mut state = State {
+            cursor: None,
+            parked: Parked::new(),
+            last_rescan: Instant::now(),
+            lease_renewed: Instant::now(),
+        };
+        let mut failures = 0u32;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Exit::Shutdown;
+            }
+            // Register interest before reading, so a commit between the read and the
+            // wait still wakes us.
+            let notified = wakeup.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            match self.step(&mut state).await {
+                Ok(Step::More) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(Step::Idle) => failures = 0,
+                Err(Error::LeaseLost { .. }) => return Exit::LeaseLost,
+                Err(err) => {
+                    failures += 1;
+                    let backoff = self.config.retry.base_delay(failures).min(Duration::from_secs(30));
+                    warn!(error = %err, ?backoff, "relay step failed; backing off");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Exit::Shutdown,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    continue;
+                }
+            }
+
+            let wait = self.idle_wait(&state);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Exit::Shutdown,
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// How long to sleep when there is nothing to do: the poll interval, or less when a
+    /// parked stream becomes due sooner.
+    fn idle_wait(&self, state: &State) -> Duration {
+        let now = OffsetDateTime::now_utc();
+        let soonest = state.parked.values().min().map(|due| {
+            let d = *due - now;
+            if d.is_negative() {
+                Duration::ZERO
+            } else {
+                d.unsigned_abs()
+            }
+        });
+        soonest.map_or(self.config.poll_interval, |d| d.min(self.config.poll_interval))
+    }
+
+    async fn renew_if_due(&self, state: &mut State) -> Result<()> {
+        if state.lease_renewed.elapsed() < self.config.lease_ttl / 3 {
+            return Ok(());
+        }
+        if !self.store.renew_lease(&self.lease, self.config.lease_ttl).await? {
+            return Err(self.lease_lost());
+        }
+        state.lease_renewed = Instant::now();
+        Ok(())
+    }
+
+    fn lease_lost(&self) -> Error {
+        Error::LeaseLost {
+            destination: self.lease.destination.clone(),
+            partition: self.lease.partition,
+        }
+    }
+
+    /// Whether our lease is still certainly valid (with a safety margin).
+    fn lease_fresh(&self, state: &State) -> bool {
+        state.lease_renewed.elapsed() < self.config.lease_ttl.mul_f64(0.8)
+    }
+
+    /// Reads one batch, delivers what may go now, records the results.
+    async fn step(&self, state: &mut State) -> Result<Step> {
+        self.renew_if_due(state).await?;
+        let limit = self.config.batch_size;
+        let now = OffsetDateTime::now_utc();
+
+        let mut fetched: Vec<OutboxEntry> = Vec::new();
+        let mut full = false;
+
+        // Parked streams that are due again are read from their head.
+        let due: Vec<String> = state
+            .parked
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(s, _)| s.clone())
+            .take(self.config.concurrency)
+            .collect();
+        for stream in due {
+            state.parked.remove(&stream);
+            let rows = self
+                .store
+                .fetch_pending(&self.lease, &PendingQuery::Stream(stream), limit)
+                .await?;
+            full |= rows.len() as u32 >= limit;
+            fetched.extend(rows);
+        }
+
+        // The partition scan: a periodic re-scan from the oldest pending entry picks up
+        // late commits; otherwise the fast path reads only what is new.
+        let rescan = state.cursor.is_none() || state.last_rescan.elapsed() >= self.config.rescan_interval;
+        let query = match (rescan, state.cursor) {
+            (false, Some(c)) => PendingQuery::AfterSeq(c),
+            _ => PendingQuery::FromOldest,
+        };
+        if rescan {
+            state.last_rescan = Instant::now();
+        }
+        let rows = self.store.fetch_pending(&self.lease, &query, limit).await?;
+        full |= rows.len() as u32 >= limit;
+        if let Some(max) = rows.iter().map(|e| e.seq).max() {
+            state.cursor = Some(state.cursor.map_or(max, |c| c.max(max)));
+        }
+        fetched.extend(rows);
+
+        let chains = plan_chains(fetched, &mut state.parked, now);
+        if chains.is_empty() {
+            return Ok(if full { Step::More } else { Step::Idle });
+        }
+        if !self.lease_fresh(state) {
+            // Our lease may have lapsed while reading: deliver nothing we cannot record.
+            self.renew_if_due(state).await?;
+        }
+
+        let results = self.deliver_chains(chains, state).await;
+        if !results.is_empty() {
+            let started = Instant::now();
+            self.store.record_results(&self.lease, &results).await?;
+            metrics::histogram!(m::BATCH_DURATION, "destination" => self.lease.destination.clone())
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(Step::More)
+    }
+
+    /// Delivers chains concurrently (each chain in order), returns the results to record
+    /// and parks streams whose head failed.
+    async fn deliver_chains(&self, chains: Vec<Vec<OutboxEntry>>, state: &mut State) -> Vec<EntryResult> {
+        let mut results = Vec::new();
+        let mut pending = chains.into_iter();
+        let mut running = FuturesUnordered::new();
+        let grace_deadline = std::cell::Cell::new(None::<tokio::time::Instant>);
+
+        loop {
+            while running.len() < self.config.concurrency && !self.cancel.is_cancelled() {
+                match pending.next() {
+                    Some(chain) => running.push(self.deliver_chain(chain)),
+                    None => break,
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            if self.cancel.is_cancelled() && grace_deadline.get().is_none() {
+                grace_deadline.set(Some(tokio::time::Instant::now() + self.config.shutdown_grace));
+            }
+            let next = match grace_deadline.get() {
+                Some(deadline) => match tokio::time::timeout_at(deadline, running.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        warn!(
+                            abandoned = running.len(),
+                            "shutdown grace over; in-flight entries stay pending"
+                        );
+                        break;
+                    }
+                },
+                None => tokio::select! {
+                    next = running.next() => next,
+                    _ = self.cancel.cancelled() => continue,
+                },
+            };
+            let Some(outcome) = next else { break };
+            if let Some(park) = outcome.park {
+                state.parked.insert(outcome.stream, park);
+            }
+            results.extend(outcome.results);
+        }
+        results
+    }
+
+    /// Delivers one stream's entries in order; stops at the first failure.
+    async fn deliver_chain(&self, chain: Vec<OutboxEntry>) -> ChainOutcome {
+        let stream = chain[0].stream_id.clone();
+        let dest = self.lease.destination.clone();
+        let mut results = Vec::with_capacity(chain.len());
+        let mut park = None;
+        let len = chain.len();
+        for (i, entry) in chain.into_iter().enumerate() {
+            let attempt = entry.attempts + 1;
+            let span = info_span!("deliver", entry_id = %entry.id, stream = %entry.stream_id, attempt);
+            let outcome = self.destination.deliver(&entry).instrument(span).await;
+            let now = OffsetDateTime::now_utc();
+            match outcome {
+                Ok(()) => {
+                    let latency = (now - entry.created_at).as_seconds_f64().max(0.0);
+                    metrics::counter!(m::DELIVERED, "destination" => dest.clone()).increment(1);
+                    metrics::histogram!(m::LATENCY, "destination" => dest.clone()).record(latency);
+                    results.push(EntryResult {
+                        id: entry.id,
+                        attempts: attempt,
+                        outcome: EntryOutcome::Delivered { at: now },
+                    });
+                }
+                Err(err) => {
+                    metrics::counter!(m::FAILED, "destination" => dest.clone()).increment(1);
+                    let error = err.message.clone();
+                    let dead = err.is_permanent() || self.config.retry.exhausted(attempt);
+                    if dead {
+                        metrics::counter!(m::DEAD, "destination" => dest.clone()).increment(1);
+                        warn!(entry_id = %entry.id, stream = %entry.stream_id, attempt, error = %error, "entry dead-lettered");
+                        results.push(EntryResult {
+                            id: entry.id,
+                            attempts: attempt,
+                            outcome: EntryOutcome::Dead { at: now, error },
+                        });
+                        // The stream continues with its next entry.
+                        if i + 1 < len {
+                            park = Some(now);
+                        }
+                    } else {
+                        let delay = self.config.retry.next_delay(attempt, err.retry_after);
+                        let next_attempt_at = now + delay;
+                        debug!(entry_id = %entry.id, attempt, ?delay, error = %error, "delivery failed; will retry");
+                        results.push(EntryResult {
+                            id: entry.id,
+                            attempts: attempt,
+                            outcome: EntryOutcome::Retry { next_attempt_at, error },
+                        });
+                        park = Some(next_attempt_at);
+                    }
+                    break;
+                }
+            }
+        }
+        ChainOutcome { stream, results, park }
+    }
+}
+
+enum Step {
+    /// There may be more to do right away.
+    More,
+    /// Nothing to do: wait for a wakeup or the poll interval.
+    Idle,
+}
+
+struct ChainOutcome {
+    stream: String,
+    results: Vec<EntryResult>,
+    park: Option<OffsetDateTime>,
+}
+
+/// Groups fetched entries into per-stream chains that may be delivered now, in `seq`
+/// order. A stream that is parked is skipped; a stream whose head is not yet due is
+/// parked until then; a chain stops before the first entry that is not yet due.
+fn plan_chains(mut fetched: Vec<OutboxEntry>, parked: &mut Parked, now: OffsetDateTime) -> Vec<Vec<OutboxEntry>> {
+    fetched.sort_by_key(|e| e.seq);
+    let mut seen = HashSet::with_capacity(fetched.len());
+    let mut by_stream: BTreeMap<i64, Vec<OutboxEntry>> = BTreeMap::new();
+    let mut first_seq: HashMap<String, i64> = HashMap::new();
+    for entry in fetched {
+        if !seen.insert(entry.id) {
+            continue;
+        }
+        let key = *first_seq.entry(entry.stream_id.clone()).or_insert(entry.seq);
+        by_stream.entry(key).or_default().push(entry);
+    }
+    let mut chains = Vec::with_capacity(by_stream.len());
+    for (_, entries) in by_stream {
+        let stream = entries[0].stream_id.clone();
+        if parked.contains_key(&stream) {
+            continue;
+        }
+        let head_due = entries[0].next_attempt_at;
+        if head_due > now {
+            parked.insert(stream, head_due);
+            continue;
+        }
+        let chain: Vec<_> = entries.into_iter().take_while(|e| e.next_attempt_at <= now).collect();
+        chains.push(chain);
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::EntryState;
+    use serde_json::value::RawValue;
+
+    fn entry(seq: i64, stream: &str, due_in_secs: i64) -> OutboxEntry {
+        let now = OffsetDateTime::now_utc();
+        OutboxEntry {
+            seq,
+            id: uuid::Uuid::now_v7(),
+            destination: "d".into(),
+            stream_id: stream.into(),
+            partition: 0,
+            event_type: "t".into(),
+            payload: RawValue::from_string("{}".into()).unwrap(),
+            metadata: None,
+            event_id: None,
+            stream_version: None,
+            state: EntryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now + time::Duration::seconds(due_in_secs),
+            delivered_at: None,
+            dead_at: None,
+        }
+    }
+
+    #[test]
+    fn chains_keep_stream_order_and_skip_parked() {
+        let now = OffsetDateTime::now_utc() + time::Duration::milliseconds(10);
+        let mut parked = Parked::new();
+        parked.insert("c".into(), now + time::Duration::seconds(5));
+        let rows = vec![
+            entry(5, "a", 0),
+            entry(1, "a", 0),
+            entry(2, "b", 60),
+            entry(3, "b", 0),
+            entry(4, "c", 0),
+        ];
+        let chains = plan_chains(rows, &mut parked, now);
+        assert_eq!(chains.len(), 1);
+        assert_eq!(chains[0].iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 5]);
+        assert!(parked.contains_key("b"), "a stream whose head is not due is parked");
+    }
+}
