@@ -239,4 +239,27 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// Deletes delivered entries delivered before `before`; returns how many.
     async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64>;
+
+    /// Disables a destination (the relay stops delivering to it; its entries stay
+    /// pending) with a reason, e.g. after a `410 Gone`. Upsert into a small
+    /// `destination_state` table (destination primary key, disabled_reason, disabled_at).
+    async fn disable_destination(&self, destination: &str, reason: &str) -> Result<()>;
+
+    /// Re-enables a destination; `false` when it was not disabled.
+    async fn enable_destination(&self, destination: &str) -> Result<bool>;
+
+    /// Disabled destinations with their reasons.
+    async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>>;
+}
+
+/// A destination an operator or a `410 Gone` turned off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisabledDestination {
+    /// Destination.
+    pub destination: String,
+    /// Why.
+    pub reason: String,
+    /// Since when.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
 }

@@ -13,6 +13,9 @@ pub enum FailureKind {
     Retryable,
     /// Will never succeed: the entry goes to the dead-letter queue at once.
     Permanent,
+    /// The destination is gone for good (HTTP 410): the entry goes to the dead-letter
+    /// queue and the destination is disabled until an operator re-enables it.
+    Gone,
 }
 
 /// A failed delivery.
@@ -46,15 +49,24 @@ impl DeliveryError {
         }
     }
 
+    /// The destination is gone (HTTP 410).
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Gone,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// Adds a retry-after hint.
     pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
         self.retry_after = after;
         self
     }
 
-    /// Whether it is permanent.
+    /// Whether the entry must not be retried (permanent or gone).
     pub fn is_permanent(&self) -> bool {
-        self.kind == FailureKind::Permanent
+        matches!(self.kind, FailureKind::Permanent | FailureKind::Gone)
     }
 }
 

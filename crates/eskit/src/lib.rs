@@ -19,7 +19,7 @@ pub mod retry;
 pub mod route;
 
 pub use backend::{
-    DeadSelector, DestinationStatus, EntryFilter, EntryOutcome, EntryResult, EventStore, Lease, LeaseInfo, OutboxStore,
+    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, EventStore, Lease, LeaseInfo, OutboxStore,
     PendingQuery, StoreTransaction, TransactionalStore,
 };
 pub use destination::{DeliveryError, Destination, Destinations, FailureKind};
