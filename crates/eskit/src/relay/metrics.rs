@@ -14,3 +14,7 @@ pub const BATCH_DURATION: &str = "eskit_batch_record_seconds";
 pub const OWNED_PARTITIONS: &str = "eskit_owned_partitions";
 /// Counter: leases taken over from another (expired) owner, by destination.
 pub const LEASE_TAKEOVERS: &str = "eskit_lease_takeovers_total";
+/// Gauge: circuit state by destination (0 closed, 1 open, 2 half-open).
+pub const CIRCUIT_STATE: &str = "eskit_circuit_state";
+/// Gauge: streams parked behind a failing head, by destination.
+pub const PARKED_STREAMS: &str = "eskit_parked_streams";

@@ -5,6 +5,7 @@
 //! lives in this module, once, for every backend.
 
 mod config;
+mod gate;
 pub mod metrics;
 mod partition;
 
@@ -17,16 +18,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::RelayConfig;
+pub use gate::{BreakerConfig, DestinationPolicy};
 
 use crate::backend::{Lease, OutboxStore};
 use crate::destination::{Destination, Destinations};
 use crate::error::Result;
+use gate::Gate;
 use partition::{Exit, PartitionWorker};
 
 /// Builds and starts a relay.
 pub struct Relay {
     store: Arc<dyn OutboxStore>,
     destinations: Destinations,
+    policies: HashMap<String, DestinationPolicy>,
     config: RelayConfig,
 }
 
@@ -36,8 +40,15 @@ impl Relay {
         Self {
             store,
             destinations,
+            policies: HashMap::new(),
             config: RelayConfig::default(),
         }
+    }
+
+    /// Sets how one destination is treated (in-flight limit, circuit breaker, retry).
+    pub fn policy(mut self, destination: impl Into<String>, policy: DestinationPolicy) -> Self {
+        self.policies.insert(destination.into(), policy);
+        self
     }
 
     /// Sets the options.
@@ -49,14 +60,26 @@ impl Relay {
     /// Starts the relay on the current tokio runtime.
     pub fn start(self) -> RelayHandle {
         let cancel = CancellationToken::new();
+        let gates = self
+            .destinations
+            .names()
+            .into_iter()
+            .map(|name| {
+                let policy = self.policies.get(&name).cloned().unwrap_or_default();
+                let gate = Arc::new(Gate::new(&name, &policy, self.config.retry));
+                (name, gate)
+            })
+            .collect();
+        let gates: HashMap<String, Arc<Gate>> = gates;
         let supervisor = Supervisor {
             store: self.store,
             destinations: self.destinations,
+            gates: gates.clone(),
             config: Arc::new(self.config),
             cancel: cancel.clone(),
         };
         let task = tokio::spawn(supervisor.run());
-        RelayHandle { cancel, task }
+        RelayHandle { cancel, task, gates }
     }
 }
 
@@ -64,9 +87,17 @@ impl Relay {
 pub struct RelayHandle {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    gates: HashMap<String, Arc<Gate>>,
 }
 
 impl RelayHandle {
+    /// Circuit state per destination: `"closed"`, `"open"` or `"half-open"`.
+    pub fn circuit_states(&self) -> Vec<(String, &'static str)> {
+        let mut states: Vec<_> = self.gates.iter().map(|(n, g)| (n.clone(), g.circuit_state())).collect();
+        states.sort();
+        states
+    }
+
     /// Stops gracefully: no new deliveries start, in-flight ones finish (or are abandoned
     /// after the grace period and stay pending), results are recorded, leases released.
     pub async fn shutdown(self) {
@@ -91,6 +122,7 @@ impl RelayHandle {
 struct Supervisor {
     store: Arc<dyn OutboxStore>,
     destinations: Destinations,
+    gates: HashMap<String, Arc<Gate>>,
     config: Arc<RelayConfig>,
     cancel: CancellationToken,
 }
@@ -147,6 +179,16 @@ impl Supervisor {
         running: &mut HashMap<WorkerKey, Running>,
     ) -> Result<()> {
         let partitions = self.store.partitions();
+        let disabled: Vec<String> = self
+            .store
+            .disabled_destinations()
+            .await?
+            .into_iter()
+            .map(|d| d.destination)
+            .collect();
+        for (name, gate) in &self.gates {
+            gate.set_disabled(disabled.contains(name));
+        }
         for name in self.destinations.names() {
             let Some(destination) = self.destinations.get(&name).cloned() else {
                 continue;
@@ -194,7 +236,8 @@ impl Supervisor {
                         ::metrics::counter!(metrics::LEASE_TAKEOVERS, "destination" => name.clone()).increment(1);
                     }
                     held += 1;
-                    self.spawn_worker(workers, running, lease, destination.clone());
+                    let gate = self.gates[&name].clone();
+                    self.spawn_worker(workers, running, lease, destination.clone(), gate);
                 }
             }
             ::metrics::gauge!(metrics::OWNED_PARTITIONS, "destination" => name.clone()).set(f64::from(held));
@@ -208,12 +251,14 @@ impl Supervisor {
         running: &mut HashMap<WorkerKey, Running>,
         lease: Lease,
         destination: Arc<dyn Destination>,
+        gate: Arc<Gate>,
     ) {
         let key = (lease.destination.clone(), lease.partition);
         let cancel = self.cancel.child_token();
         let worker = PartitionWorker {
             store: self.store.clone(),
             destination,
+            gate,
             config: self.config.clone(),
             lease: lease.clone(),
             cancel: cancel.clone(),

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::backend::{EntryOutcome, EntryResult, Lease, OutboxStore, PendingQuery};
-use crate::destination::Destination;
+use crate::destination::{Destination, FailureKind};
 use crate::error::{Error, Result};
 use crate::outbox::OutboxEntry;
 use crate::relay::config::RelayConfig;
+use crate::relay::gate::Gate;
 use crate::relay::metrics as m;
 
 /// Streams whose head is failing or not yet due, with the time to look at them again.
@@ -24,6 +25,7 @@ type Parked = HashMap<String, OffsetDateTime>;
 pub(crate) struct PartitionWorker {
     pub store: Arc<dyn OutboxStore>,
     pub destination: Arc<dyn Destination>,
+    pub gate: Arc<Gate>,
     pub config: Arc<RelayConfig>,
     pub lease: Lease,
     pub cancel: CancellationToken,
@@ -78,7 +80,7 @@ impl PartitionWorker {
                 Err(Error::LeaseLost { .. }) => return Exit::LeaseLost,
                 Err(err) => {
                     failures += 1;
-                    let backoff = self.config.retry.base_delay(failures).min(Duration::from_secs(30));
+                    let backoff = self.gate.retry.base_delay(failures).min(Duration::from_secs(30));
                     warn!(error = %err, ?backoff, "relay step failed; backing off");
                     tokio::select! {
                         _ = self.cancel.cancelled() => return Exit::Shutdown,
@@ -138,6 +140,9 @@ impl PartitionWorker {
     /// Reads one batch, delivers what may go now, records the results.
     async fn step(&self, state: &mut State) -> Result<Step> {
         self.renew_if_due(state).await?;
+        if self.gate.is_disabled() {
+            return Ok(Step::Idle);
+        }
         let limit = self.config.batch_size;
         let now = OffsetDateTime::now_utc();
 
@@ -252,10 +257,24 @@ impl PartitionWorker {
         let mut park = None;
         let len = chain.len();
         for (i, entry) in chain.into_iter().enumerate() {
+            let pass = match self.gate.admit().await {
+                Ok(pass) => pass,
+                Err(until) => {
+                    // Circuit open or destination disabled: the entry stays pending as it is.
+                    park = Some(until);
+                    break;
+                }
+            };
             let attempt = entry.attempts + 1;
             let span = info_span!("deliver", entry_id = %entry.id, stream = %entry.stream_id, attempt);
             let outcome = self.destination.deliver(&entry).instrument(span).await;
             let now = OffsetDateTime::now_utc();
+            let healthy = match &outcome {
+                Ok(()) => Some(true),
+                Err(e) if e.kind == FailureKind::Retryable => Some(false),
+                Err(_) => None,
+            };
+            self.gate.report(pass, healthy);
             match outcome {
                 Ok(()) => {
                     let latency = (now - entry.created_at).as_seconds_f64().max(0.0);
@@ -270,7 +289,10 @@ impl PartitionWorker {
                 Err(err) => {
                     metrics::counter!(m::FAILED, "destination" => dest.clone()).increment(1);
                     let error = err.message.clone();
-                    let dead = err.is_permanent() || self.config.retry.exhausted(attempt);
+                    if err.kind == FailureKind::Gone {
+                        self.disable_destination(&error).await;
+                    }
+                    let dead = err.is_permanent() || self.gate.retry.exhausted(attempt);
                     if dead {
                         metrics::counter!(m::DEAD, "destination" => dest.clone()).increment(1);
                         warn!(entry_id = %entry.id, stream = %entry.stream_id, attempt, error = %error, "entry dead-lettered");
@@ -284,7 +306,7 @@ impl PartitionWorker {
                             park = Some(now);
                         }
                     } else {
-                        let delay = self.config.retry.next_delay(attempt, err.retry_after);
+                        let delay = self.gate.retry.next_delay(attempt, err.retry_after);
                         let next_attempt_at = now + delay;
                         debug!(entry_id = %entry.id, attempt, ?delay, error = %error, "delivery failed; will retry");
                         results.push(EntryResult {
@@ -299,6 +321,17 @@ impl PartitionWorker {
             }
         }
         ChainOutcome { stream, results, park }
+    }
+}
+
+impl PartitionWorker {
+    /// A `410 Gone`: stop delivering to this destination until an operator re-enables it.
+    async fn disable_destination(&self, error: &str) {
+        self.gate.set_disabled(true);
+        warn!(destination = %self.lease.destination, error, "destination gone; disabled until re-enabled");
+        if let Err(err) = self.store.disable_destination(&self.lease.destination, error).await {
+            warn!(error = %err, "could not record the disabled destination");
+        }
     }
 }
 
