@@ -1,0 +1,361 @@
+//! [`OutboxStore`] for SQLite: leases, pending reads, bulk result writes, the
+//! dead-letter queue and retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eskit::{
+    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error, Lease,
+    LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
+};
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::rows::{from_micros, now_micros, outbox_entry, to_micros};
+use crate::sql;
+use crate::store::SqliteStore;
+
+/// Entries an operator listing returns when no limit is given.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// One element of the `RECORD_RESULTS` JSON array.
+#[derive(Serialize)]
+struct ResultRow<'a> {
+    id: Uuid,
+    attempts: u32,
+    state: &'static str,
+    at: Option<i64>,
+    next_attempt_at: Option<i64>,
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a EntryResult> for ResultRow<'a> {
+    fn from(result: &'a EntryResult) -> Self {
+        let (state, at, next_attempt_at, error) = match &result.outcome {
+            EntryOutcome::Delivered { at } => ("delivered", Some(to_micros(*at)), None, None),
+            EntryOutcome::Retry { next_attempt_at, error } => {
+                ("pending", None, Some(to_micros(*next_attempt_at)), Some(error.as_str()))
+            }
+            EntryOutcome::Dead { at, error } => ("dead", Some(to_micros(*at)), None, Some(error.as_str())),
+        };
+        Self {
+            id: result.id,
+            attempts: result.attempts,
+            state,
+            at,
+            next_attempt_at,
+            error,
+        }
+    }
+}
+
+fn expires_at(ttl: Duration) -> i64 {
+    let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+    now_micros().saturating_add(ttl)
+}
+
+/// The selector's bindings; at least one field must be set.
+fn selector(selector: &DeadSelector) -> Result<(Option<String>, Option<&str>)> {
+    if selector.id.is_none() && selector.destination.is_none() {
+        return Err(Error::Config(
+            "a dead-letter selector needs an entry id or a destination".into(),
+        ));
+    }
+    Ok((selector.id.map(|id| id.to_string()), selector.destination.as_deref()))
+}
+
+impl SqliteStore {
+    async fn fetch_entries(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<OutboxEntry>> {
+        let rows = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading outbox entries", e))?;
+        rows.iter().map(outbox_entry).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for SqliteStore {
+    fn partitions(&self) -> u32 {
+        self.inner.options.partitions
+    }
+
+    fn wakeup(&self) -> Arc<Notify> {
+        self.inner.wakeup.clone()
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        destination: &str,
+        partition: u32,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let _guard = self.write_lock().await?;
+        let epoch: Option<i64> = sqlx::query_scalar(sql::ACQUIRE_LEASE)
+            .bind(destination)
+            .bind(partition)
+            .bind(owner)
+            .bind(now_micros())
+            .bind(expires_at(ttl))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("acquiring a lease", e))?;
+        Ok(epoch.map(|epoch| Lease {
+            destination: destination.to_string(),
+            partition,
+            owner: owner.to_string(),
+            epoch,
+        }))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let _guard = self.write_lock().await?;
+        let done = sqlx::query(sql::RENEW_LEASE)
+            .bind(&lease.destination)
+            .bind(lease.partition)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .bind(expires_at(ttl))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("renewing a lease", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let _guard = self.write_lock().await?;
+        sqlx::query(sql::RELEASE_LEASE)
+            .bind(&lease.destination)
+            .bind(lease.partition)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("releasing a lease", e))?;
+        Ok(())
+    }
+
+    async fn list_leases(&self, destination: &str) -> Result<Vec<LeaseInfo>> {
+        let rows = sqlx::query(sql::LIST_LEASES)
+            .bind(destination)
+            .bind(now_micros())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("listing leases", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e| Error::database("decoding a lease", e);
+                let partition: i64 = row.try_get(1).map_err(decode)?;
+                Ok(LeaseInfo {
+                    destination: row.try_get(0).map_err(decode)?,
+                    partition: u32::try_from(partition).map_err(|e| Error::database("decoding a lease", e))?,
+                    owner: row.try_get(2).map_err(decode)?,
+                    epoch: row.try_get(3).map_err(decode)?,
+                    live: row.try_get(4).map_err(decode)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn fetch_pending(&self, lease: &Lease, query: &PendingQuery, limit: u32) -> Result<Vec<OutboxEntry>> {
+        let query = match query {
+            PendingQuery::FromOldest => sqlx::query(sql::FETCH_PENDING_FROM_OLDEST)
+                .bind(&lease.destination)
+                .bind(lease.partition)
+                .bind(limit),
+            PendingQuery::AfterSeq(seq) => sqlx::query(sql::FETCH_PENDING_AFTER_SEQ)
+                .bind(&lease.destination)
+                .bind(lease.partition)
+                .bind(*seq)
+                .bind(limit),
+            PendingQuery::Stream(stream_id) => sqlx::query(sql::FETCH_PENDING_OF_STREAM)
+                .bind(&lease.destination)
+                .bind(lease.partition)
+                .bind(stream_id.clone())
+                .bind(limit),
+        };
+        self.fetch_entries(query).await
+    }
+
+    async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<ResultRow<'_>> = results.iter().map(ResultRow::from).collect();
+        let rows = serde_json::to_string(&rows).map_err(|e| Error::database("encoding delivery results", e))?;
+        let _guard = self.write_lock().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(sql::BEGIN_IMMEDIATE)
+            .await
+            .map_err(|e| Error::database("beginning to record results", e))?;
+        let held = sqlx::query(sql::CHECK_LEASE_HELD)
+            .bind(&lease.destination)
+            .bind(lease.partition)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .bind(now_micros())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| Error::database("checking the lease", e))?;
+        if held.is_none() {
+            // Dropping `tx` rolls back; nothing was written.
+            return Err(Error::LeaseLost {
+                destination: lease.destination.clone(),
+                partition: lease.partition,
+            });
+        }
+        sqlx::query(sql::RECORD_RESULTS)
+            .bind(&lease.destination)
+            .bind(lease.partition)
+            .bind(rows)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::database("recording delivery results", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::database("committing delivery results", e))
+    }
+
+    async fn destinations(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(sql::SELECT_DESTINATIONS)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("listing destinations", e))
+    }
+
+    async fn status(&self) -> Result<Vec<DestinationStatus>> {
+        let rows = sqlx::query(sql::SELECT_STATUS)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading outbox status", e))?;
+        let now = OffsetDateTime::now_utc();
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let decode = |e| Error::database("decoding outbox status", e);
+            let oldest: Option<i64> = row.try_get(5).map_err(decode)?;
+            let oldest_pending_age_secs = match oldest {
+                Some(micros) => Some((now - from_micros(micros)?).as_seconds_f64().max(0.0)),
+                None => None,
+            };
+            out.push(DestinationStatus {
+                destination: row.try_get(0).map_err(decode)?,
+                pending: count(row.try_get(1).map_err(decode)?),
+                retrying: count(row.try_get(2).map_err(decode)?),
+                delivered: count(row.try_get(3).map_err(decode)?),
+                dead: count(row.try_get(4).map_err(decode)?),
+                oldest_pending_age_secs,
+            });
+        }
+        // Known destinations without entries are listed too, with zero counts.
+        for name in &self.inner.options.destinations {
+            if !out.iter().any(|s| &s.destination == name) {
+                out.push(DestinationStatus {
+                    destination: name.clone(),
+                    ..DestinationStatus::default()
+                });
+            }
+        }
+        out.sort_by(|a, b| a.destination.cmp(&b.destination));
+        Ok(out)
+    }
+
+    async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>> {
+        let query = sqlx::query(sql::LIST_ENTRIES)
+            .bind(filter.destination.clone())
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.stream_id.clone())
+            .bind(filter.after_seq.unwrap_or(i64::MIN))
+            .bind(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT));
+        self.fetch_entries(query).await
+    }
+
+    async fn replay_dead(&self, dead: &DeadSelector) -> Result<u64> {
+        let (id, destination) = selector(dead)?;
+        let _guard = self.write_lock().await?;
+        let done = sqlx::query(sql::REPLAY_DEAD)
+            .bind(id)
+            .bind(destination)
+            .bind(now_micros())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("replaying dead entries", e))?;
+        if done.rows_affected() > 0 {
+            self.notify_relay();
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn discard_dead(&self, dead: &DeadSelector) -> Result<u64> {
+        let (id, destination) = selector(dead)?;
+        let _guard = self.write_lock().await?;
+        let done = sqlx::query(sql::DISCARD_DEAD)
+            .bind(id)
+            .bind(destination)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("discarding dead entries", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
+        let _guard = self.write_lock().await?;
+        let done = sqlx::query(sql::PURGE_DELIVERED)
+            .bind(to_micros(before))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("purging delivered entries", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn disable_destination(&self, destination: &str, reason: &str) -> Result<()> {
+        let _guard = self.write_lock().await?;
+        sqlx::query(sql::DISABLE_DESTINATION)
+            .bind(destination)
+            .bind(reason)
+            .bind(now_micros())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("disabling a destination", e))?;
+        Ok(())
+    }
+
+    async fn enable_destination(&self, destination: &str) -> Result<bool> {
+        let _guard = self.write_lock().await?;
+        let done = sqlx::query(sql::ENABLE_DESTINATION)
+            .bind(destination)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("enabling a destination", e))?;
+        if done.rows_affected() > 0 {
+            self.notify_relay();
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>> {
+        let rows = sqlx::query(sql::SELECT_DISABLED_DESTINATIONS)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("listing disabled destinations", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e| Error::database("decoding a disabled destination", e);
+                Ok(DisabledDestination {
+                    destination: row.try_get(0).map_err(decode)?,
+                    reason: row.try_get(1).map_err(decode)?,
+                    since: from_micros(row.try_get(2).map_err(decode)?)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,248 @@
+//! Every SQL statement the backend runs, as `&'static str` constants.
+//!
+//! Conventions: timestamps are bound as unix microseconds; ids as hyphenated UUID text;
+//! bulk writes take one JSON array parameter that `json_each` unrolls, so a batch is one
+//! statement whatever its size (no per-row round trips, no bound-variable limit).
+
+/// Starts every write transaction: takes SQLite's write lock up front, so a transaction
+/// that reads before it writes never fails to upgrade.
+pub const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+/// Name of the migrations bookkeeping table (not sqlx's default `_sqlx_migrations`).
+pub const MIGRATIONS_TABLE: &str = "eskit_migrations";
+
+/// Version 1 of the schema.
+pub const MIGRATION_0001_INIT: &str = include_str!("../migrations/0001_init.sql");
+
+// ---------------------------------------------------------------------------------
+// Event store
+// ---------------------------------------------------------------------------------
+
+/// Columns of `events`, in the order [`crate::rows::recorded_event`] decodes them.
+macro_rules! event_columns {
+    () => {
+        "position, stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at"
+    };
+}
+
+/// The current version of a stream. Binds: stream id.
+pub const SELECT_STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = ?1";
+
+/// Creates or moves a stream's version. Binds: stream id, new version.
+pub const UPSERT_STREAM_VERSION: &str = "INSERT INTO streams (stream_id, version) VALUES (?1, ?2) \
+     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version";
+
+/// Already stored events among a set of ids (the idempotency check).
+/// Binds: JSON array of event ids.
+pub const SELECT_EVENTS_BY_ID: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY position"
+);
+
+/// Inserts a batch of events in array order, with consecutive versions.
+/// Binds: stream id, version of the first event, recorded at, JSON array of
+/// `{"id", "type", "payload", "metadata"}` (payload and metadata as JSON *text*).
+pub const INSERT_EVENTS: &str = "INSERT INTO events \
+     (stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at) \
+     SELECT ?1, ?2 + e.key, e.value ->> 'id', e.value ->> 'type', e.value ->> 'payload', \
+            e.value ->> 'metadata', ?3 \
+     FROM json_each(?4) AS e ORDER BY e.key \
+     RETURNING position";
+
+/// A stream's events upwards from a version. Binds: stream id, from version, limit.
+pub const READ_STREAM_FORWARD: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version ASC LIMIT ?3"
+);
+
+/// A stream's events downwards from a version. Binds: stream id, from version, limit.
+pub const READ_STREAM_BACKWARD: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = ?1 AND stream_version <= ?2 ORDER BY stream_version DESC LIMIT ?3"
+);
+
+/// All events from a position. Binds: from position, limit.
+pub const READ_ALL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE position >= ?1 ORDER BY position ASC LIMIT ?2"
+);
+
+// ---------------------------------------------------------------------------------
+// Outbox writes
+// ---------------------------------------------------------------------------------
+
+/// Inserts a batch of outbox entries in array order, pending and due at once.
+/// Binds: created at (also the first due time), JSON array of `{"id", "destination",
+/// "stream_id", "partition", "type", "payload", "metadata", "event_id", "stream_version"}`.
+pub const INSERT_OUTBOX_ENTRIES: &str = "INSERT INTO outbox \
+     (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
+      stream_version, state, attempts, created_at, next_attempt_at) \
+     SELECT e.value ->> 'id', e.value ->> 'destination', e.value ->> 'stream_id', \
+            e.value ->> 'partition', e.value ->> 'type', e.value ->> 'payload', \
+            e.value ->> 'metadata', e.value ->> 'event_id', e.value ->> 'stream_version', \
+            'pending', 0, ?1, ?1 \
+     FROM json_each(?2) AS e ORDER BY e.key";
+
+// ---------------------------------------------------------------------------------
+// Outbox reads
+// ---------------------------------------------------------------------------------
+
+/// Columns of `outbox`, in the order [`crate::rows::outbox_entry`] decodes them.
+macro_rules! outbox_columns {
+    () => {
+        "o.seq, o.id, o.destination, o.stream_id, o.\"partition\", o.event_type, o.payload, \
+         o.metadata, o.event_id, o.stream_version, o.state, o.attempts, o.last_error, \
+         o.created_at, o.next_attempt_at, o.delivered_at, o.dead_at"
+    };
+}
+
+/// Pending entries of a partition from the oldest. Binds: destination, partition, limit.
+pub const FETCH_PENDING_FROM_OLDEST: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o \
+     WHERE o.destination = ?1 AND o.\"partition\" = ?2 AND o.state = 'pending' \
+     ORDER BY o.seq LIMIT ?3"
+);
+
+/// Pending entries of a partition after a seq, of streams with no pending entry at or
+/// below it. Binds: destination, partition, seq, limit.
+pub const FETCH_PENDING_AFTER_SEQ: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o \
+     WHERE o.destination = ?1 AND o.\"partition\" = ?2 AND o.state = 'pending' AND o.seq > ?3 \
+       AND NOT EXISTS (SELECT 1 FROM outbox AS p \
+                       WHERE p.destination = o.destination AND p.stream_id = o.stream_id \
+                         AND p.state = 'pending' AND p.seq <= ?3) \
+     ORDER BY o.seq LIMIT ?4"
+);
+
+/// Pending entries of one stream (in the lease's partition) from its oldest.
+/// Binds: destination, partition, stream id, limit.
+pub const FETCH_PENDING_OF_STREAM: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o \
+     WHERE o.destination = ?1 AND o.stream_id = ?3 AND o.state = 'pending' AND o.\"partition\" = ?2 \
+     ORDER BY o.seq LIMIT ?4"
+);
+
+/// Operator listing, oldest first; a NULL filter matches everything.
+/// Binds: destination, state, stream id, after seq, limit.
+pub const LIST_ENTRIES: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o \
+     WHERE (?1 IS NULL OR o.destination = ?1) AND (?2 IS NULL OR o.state = ?2) \
+       AND (?3 IS NULL OR o.stream_id = ?3) AND o.seq > ?4 \
+     ORDER BY o.seq LIMIT ?5"
+);
+
+/// Destinations that have entries.
+pub const SELECT_DESTINATIONS: &str = "SELECT DISTINCT destination FROM outbox ORDER BY destination";
+
+/// Counts per destination: pending, retrying, delivered, dead, oldest pending created at.
+pub const SELECT_STATUS: &str = "SELECT destination, \
+        COALESCE(SUM(state = 'pending'), 0), \
+        COALESCE(SUM(state = 'pending' AND attempts > 0), 0), \
+        COALESCE(SUM(state = 'delivered'), 0), \
+        COALESCE(SUM(state = 'dead'), 0), \
+        MIN(CASE WHEN state = 'pending' THEN created_at END) \
+     FROM outbox GROUP BY destination ORDER BY destination";
+
+// ---------------------------------------------------------------------------------
+// Delivery results (fenced by the lease)
+// ---------------------------------------------------------------------------------
+
+/// Whether a lease is held with this epoch and not expired.
+/// Binds: destination, partition, owner, epoch, now.
+pub const CHECK_LEASE_HELD: &str = "SELECT 1 FROM outbox_leases \
+     WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4 AND expires_at > ?5";
+
+/// Writes a batch of delivery results in one statement. Only pending entries of the
+/// lease's (destination, partition) are touched.
+/// Binds: destination, partition, JSON array of `{"id", "attempts", "state", "at",
+/// "next_attempt_at", "error"}` (`at`: delivered/dead time; `state`: the new state).
+pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
+        state = r.state, \
+        attempts = r.attempts, \
+        next_attempt_at = CASE WHEN r.state = 'pending' THEN r.next_attempt_at ELSE outbox.next_attempt_at END, \
+        delivered_at = CASE WHEN r.state = 'delivered' THEN r.at ELSE outbox.delivered_at END, \
+        dead_at = CASE WHEN r.state = 'dead' THEN r.at ELSE outbox.dead_at END, \
+        last_error = CASE WHEN r.state = 'delivered' THEN outbox.last_error ELSE r.error END \
+     FROM (SELECT e.value ->> 'id' AS id, e.value ->> 'attempts' AS attempts, \
+                  e.value ->> 'state' AS state, e.value ->> 'at' AS at, \
+                  e.value ->> 'next_attempt_at' AS next_attempt_at, e.value ->> 'error' AS error \
+           FROM json_each(?3) AS e) AS r \
+     WHERE outbox.id = r.id AND outbox.state = 'pending' \
+       AND outbox.destination = ?1 AND outbox.\"partition\" = ?2";
+
+// ---------------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------------
+
+/// Takes a lease if free, expired or already ours; a change of owner increments the
+/// epoch. Returns the epoch, or no row when someone else holds it.
+/// Binds: destination, partition, owner, now, expires at.
+pub const ACQUIRE_LEASE: &str = "INSERT INTO outbox_leases (destination, \"partition\", owner, epoch, expires_at) \
+     VALUES (?1, ?2, ?3, 1, ?5) \
+     ON CONFLICT (destination, \"partition\") DO UPDATE SET \
+        epoch = CASE WHEN outbox_leases.owner = excluded.owner \
+                     THEN outbox_leases.epoch ELSE outbox_leases.epoch + 1 END, \
+        owner = excluded.owner, \
+        expires_at = excluded.expires_at \
+     WHERE outbox_leases.owner = excluded.owner OR outbox_leases.expires_at <= ?4 \
+     RETURNING epoch";
+
+/// Extends a lease held with this owner and epoch (nobody else has held it since).
+/// Binds: destination, partition, owner, epoch, expires at.
+pub const RENEW_LEASE: &str = "UPDATE outbox_leases SET expires_at = ?5 \
+     WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4";
+
+/// Gives a lease up: it expires at once; the row (and its epoch) stays so the next
+/// owner's epoch is higher. Binds: destination, partition, owner, epoch.
+pub const RELEASE_LEASE: &str = "UPDATE outbox_leases SET expires_at = 0 \
+     WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4";
+
+/// Lease rows of a destination. Binds: destination, now.
+pub const LIST_LEASES: &str = "SELECT destination, \"partition\", owner, epoch, expires_at > ?2 \
+     FROM outbox_leases WHERE destination = ?1 ORDER BY \"partition\"";
+
+// ---------------------------------------------------------------------------------
+// Dead-letter queue and retention
+// ---------------------------------------------------------------------------------
+
+/// Dead entries back to pending: attempts reset, due now, `last_error` kept for history
+/// (the next failure overwrites it). A NULL selector field matches everything.
+/// Binds: entry id, destination, now.
+pub const REPLAY_DEAD: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3, dead_at = NULL \
+     WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR destination = ?2)";
+
+/// Deletes dead entries. A NULL selector field matches everything. Binds: entry id, destination.
+pub const DISCARD_DEAD: &str =
+    "DELETE FROM outbox WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR destination = ?2)";
+
+/// Deletes entries delivered before a time. Binds: before.
+pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1";
+
+// ---------------------------------------------------------------------------------
+// Disabled destinations
+// ---------------------------------------------------------------------------------
+
+/// Disables a destination (or updates the reason). Binds: destination, reason, now.
+pub const DISABLE_DESTINATION: &str = "INSERT INTO destination_state (destination, disabled_reason, disabled_at) \
+     VALUES (?1, ?2, ?3) \
+     ON CONFLICT (destination) DO UPDATE SET disabled_reason = excluded.disabled_reason, \
+        disabled_at = excluded.disabled_at";
+
+/// Re-enables a destination. Binds: destination.
+pub const ENABLE_DESTINATION: &str = "DELETE FROM destination_state WHERE destination = ?1";
+
+/// Disabled destinations.
+pub const SELECT_DISABLED_DESTINATIONS: &str =
+    "SELECT destination, disabled_reason, disabled_at FROM destination_state ORDER BY destination";

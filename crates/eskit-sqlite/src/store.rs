@@ -1,0 +1,389 @@
+//! The store: opening, the event store API and the application-transaction helpers.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eskit::{
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, Limits, NewOutboxEntry, OutboxMessage, ReadDirection,
+    RecordedEvent, Result, RouteFilter, StoreOptions, TransactionalStore,
+};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqlSafeStr, SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use uuid::Uuid;
+
+use crate::append::{append_on, insert_entries};
+use crate::rows::{limit_i64, now_micros, recorded_event, to_i64};
+use crate::sql;
+use crate::transaction::SqliteTransaction;
+
+/// Default time a writer waits for the write lock.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default connection count for a database file.
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// Builds a [`SqliteStore`]: the database location plus [`StoreOptions`].
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    url: String,
+    options: StoreOptions,
+    busy_timeout: Duration,
+    max_connections: u32,
+}
+
+impl SqliteStoreBuilder {
+    fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: StoreOptions::default(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Every appended event matching `filter` gets an outbox entry for `destination`,
+    /// in the same transaction. See [`StoreOptions::with_outbox`].
+    pub fn with_outbox(mut self, destination: impl Into<String>, filter: RouteFilter) -> Self {
+        self.options = self.options.with_outbox(destination, filter);
+        self
+    }
+
+    /// Declares a destination for explicit outbox messages. See [`StoreOptions::destination`].
+    pub fn destination(mut self, name: impl Into<String>) -> Self {
+        self.options = self.options.destination(name);
+        self
+    }
+
+    /// Number of partitions entries are spread over (default 16; keep it fixed for a database).
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.options = self.options.partitions(partitions);
+        self
+    }
+
+    /// Payload (and metadata) cap in bytes (default 1 MiB).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.options = self.options.max_payload_bytes(bytes);
+        self
+    }
+
+    /// Input limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options = self.options.limits(limits);
+        self
+    }
+
+    /// Replaces all store options at once.
+    pub fn options(mut self, options: StoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How long a writer waits for the write lock, in this process's queue and then in
+    /// SQLite's busy handler (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Largest number of pooled connections for a database file (default 8). An
+    /// in-memory database always uses exactly one.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Opens (creating the file if missing) and migrates the database.
+    ///
+    /// The location is a `sqlite:` URL (`sqlite://eskit.db`, `sqlite:data/eskit.db?mode=rwc`,
+    /// `sqlite::memory:`) or a plain file path.
+    pub async fn open(self) -> Result<SqliteStore> {
+        let in_memory = self.url.contains(":memory:") || self.url.contains("mode=memory");
+        let connect = if self.url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(&self.url).map_err(|e| Error::database("parsing the SQLite URL", e))?
+        } else {
+            SqliteConnectOptions::new().filename(&self.url)
+        };
+        let connect = connect
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(self.busy_timeout);
+        let pool = if in_memory {
+            // One connection keeps the database alive and is the only one that sees it.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(self.max_connections)
+        }
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(connect)
+        .await
+        .map_err(|e| Error::database("opening the SQLite database", e))?;
+        SqliteStore::with_pool(pool, self.options, self.busy_timeout).await
+    }
+}
+
+/// The SQLite event store and outbox (the embedded default backend).
+///
+/// Cheap to clone (an `Arc` inside); clones share the pool, the write queue and the
+/// relay wakeup. Implements [`EventStore`], [`TransactionalStore`] (with
+/// [`SqliteTransaction`]) and [`eskit::OutboxStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: SqlitePool,
+    pub(crate) options: StoreOptions,
+    pub(crate) wakeup: Arc<Notify>,
+    /// In-process queue for the write lock: writers of this store wait here in FIFO
+    /// order instead of polling in SQLite's busy handler.
+    writer: Arc<Mutex<()>>,
+    busy_timeout: Duration,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Starts building a store on `url` (a `sqlite:` URL or a file path).
+    pub fn builder(url: impl Into<String>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder::new(url)
+    }
+
+    /// A store on an existing pool (runs the migrations). The pool's connections should
+    /// use WAL and a busy timeout, as [`SqliteStoreBuilder::open`] sets up.
+    pub async fn from_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self> {
+        Self::with_pool(pool, options, DEFAULT_BUSY_TIMEOUT).await
+    }
+
+    async fn with_pool(pool: SqlitePool, options: StoreOptions, busy_timeout: Duration) -> Result<Self> {
+        migrate(&pool).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                options,
+                wakeup: Arc::new(Notify::new()),
+                writer: Arc::new(Mutex::new(())),
+                busy_timeout,
+            }),
+        })
+    }
+
+    /// The connection pool (for the application's own queries and transactions).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// The store's options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Wakes the relay: call after committing your own transaction that wrote outbox
+    /// entries through [`append_in`](Self::append_in) or
+    /// [`write_outbox_in`](Self::write_outbox_in). Optional; the relay also polls.
+    pub fn notify_relay(&self) {
+        self.inner.wakeup.notify_waiters();
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`). Dropping it without
+    /// [`commit`](SqliteTransaction::commit) rolls back.
+    pub async fn begin(&self) -> Result<SqliteTransaction> {
+        let guard = self.write_lock().await?;
+        let tx = self
+            .inner
+            .pool
+            .begin_with(sql::BEGIN_IMMEDIATE)
+            .await
+            .map_err(|e| Error::database("beginning a transaction", e))?;
+        Ok(SqliteTransaction::new(tx, self.clone(), guard))
+    }
+
+    /// Appends events inside the application's own transaction or connection.
+    ///
+    /// In a transaction, the append runs in a savepoint (on error nothing of it stays,
+    /// the rest of the transaction is untouched) and commits with the transaction; start
+    /// such transactions with `BEGIN IMMEDIATE` (`pool.begin_with("BEGIN IMMEDIATE")`) so
+    /// they never fail to upgrade to a writer. Call [`notify_relay`](Self::notify_relay)
+    /// after your commit. On a connection outside a transaction, the append runs in its
+    /// own `BEGIN IMMEDIATE` transaction and wakes the relay itself.
+    pub async fn append_in(
+        &self,
+        conn: &mut SqliteConnection,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let options = &self.inner.options;
+        options.limits.check_append(stream_id, &events)?;
+        let autocommit = !conn.is_in_transaction();
+        let mut tx = if autocommit {
+            conn.begin_with(sql::BEGIN_IMMEDIATE).await
+        } else {
+            conn.begin().await
+        }
+        .map_err(|e| Error::database("beginning a savepoint", e))?;
+        let result = append_on(&mut tx, options, stream_id, expected, &events).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::database("committing the append", e))?;
+        if autocommit && result.outbox_entries > 0 {
+            self.notify_relay();
+        }
+        Ok(result)
+    }
+
+    /// Writes an explicit outbox message inside the application's own transaction or
+    /// connection (one statement); returns the entry id. Call
+    /// [`notify_relay`](Self::notify_relay) after your commit.
+    pub async fn write_outbox_in(&self, conn: &mut SqliteConnection, message: OutboxMessage) -> Result<Uuid> {
+        let autocommit = !conn.is_in_transaction();
+        let id = write_message_on(conn, &self.inner.options, message).await?;
+        if autocommit {
+            self.notify_relay();
+        }
+        Ok(id)
+    }
+
+    /// Waits for this store's turn to write (FIFO), at most the busy timeout.
+    pub(crate) async fn write_lock(&self) -> Result<OwnedMutexGuard<()>> {
+        tokio::time::timeout(self.inner.busy_timeout, self.inner.writer.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                Error::database(
+                    "waiting for the write lock",
+                    format!(
+                        "another write transaction of this store stayed open longer than {:?}",
+                        self.inner.busy_timeout
+                    ),
+                )
+            })
+    }
+}
+
+/// Validates and inserts an explicit outbox message on `conn`.
+pub(crate) async fn write_message_on(
+    conn: &mut SqliteConnection,
+    options: &StoreOptions,
+    message: OutboxMessage,
+) -> Result<Uuid> {
+    options.limits.check_message(&message)?;
+    options.check_destination(&message.destination)?;
+    let entry = NewOutboxEntry::for_message(message, options.partitions);
+    let id = entry.id;
+    insert_entries(conn, std::slice::from_ref(&entry), now_micros()).await?;
+    Ok(id)
+}
+
+/// Applies the embedded migrations, serialized across processes by `BEGIN IMMEDIATE`.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let mut migrator = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        sql::MIGRATION_0001_INIT.into_sql_str(),
+        false,
+    )]);
+    migrator.dangerous_set_table_name(sql::MIGRATIONS_TABLE);
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| Error::database("connecting for migrations", e))?;
+    let mut tx = conn
+        .begin_with(sql::BEGIN_IMMEDIATE)
+        .await
+        .map_err(|e| Error::database("locking the database for migrations", e))?;
+    migrator
+        .run(&mut *tx)
+        .await
+        .map_err(|e| Error::database("migrating the database", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::database("committing migrations", e))
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, stream_id: &str, expected: ExpectedVersion, events: Vec<EventData>) -> Result<AppendResult> {
+        let options = &self.inner.options;
+        options.limits.check_append(stream_id, &events)?;
+        let _guard = self.write_lock().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(sql::BEGIN_IMMEDIATE)
+            .await
+            .map_err(|e| Error::database("beginning an append", e))?;
+        let result = append_on(&mut tx, options, stream_id, expected, &events).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::database("committing an append", e))?;
+        if result.outbox_entries > 0 && !result.idempotent_repeat {
+            self.notify_relay();
+        }
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        limit: usize,
+        direction: ReadDirection,
+    ) -> Result<Vec<RecordedEvent>> {
+        let statement = match direction {
+            ReadDirection::Forward => sql::READ_STREAM_FORWARD,
+            ReadDirection::Backward => sql::READ_STREAM_BACKWARD,
+        };
+        let rows = sqlx::query(statement)
+            .bind(stream_id)
+            .bind(to_i64(from_version))
+            .bind(limit_i64(limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading a stream", e))?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn read_all(&self, from_position: i64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(sql::READ_ALL)
+            .bind(from_position)
+            .bind(limit_i64(limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading all events", e))?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>> {
+        let version: Option<i64> = sqlx::query_scalar(sql::SELECT_STREAM_VERSION)
+            .bind(stream_id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading the stream version", e))?;
+        Ok(version.map(|v| u64::try_from(v).unwrap_or(0)))
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionalStore for SqliteStore {
+    type Transaction = SqliteTransaction;
+
+    async fn begin(&self) -> Result<SqliteTransaction> {
+        SqliteStore::begin(self).await
+    }
+}
