@@ -186,6 +186,58 @@ pub struct DeadSelector {
     pub destination: Option<String>,
 }
 
+/// Which dead entries an operator lists, replays or discards by filter: every field set
+/// must match. The default [`OutboxStore`] methods that take it page through
+/// [`OutboxStore::list_entries`] and filter in memory; a backend may override them with
+/// one query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadFilter {
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only entries dead-lettered at or after this time.
+    pub dead_from: Option<OffsetDateTime>,
+    /// Only entries dead-lettered before this time.
+    pub dead_to: Option<OffsetDateTime>,
+    /// Only entries whose last error contains this text (case-insensitive).
+    pub error_contains: Option<String>,
+    /// Only entries with `seq` greater than this (paging).
+    pub after_seq: Option<i64>,
+    /// At most this many (default 100; ignored by replay and discard, which touch every
+    /// match).
+    pub limit: Option<u32>,
+}
+
+impl DeadFilter {
+    /// Whether a (dead) entry matches the destination, time range and error text.
+    pub fn matches(&self, entry: &OutboxEntry) -> bool {
+        if entry.state != EntryState::Dead {
+            return false;
+        }
+        if self.destination.as_ref().is_some_and(|d| *d != entry.destination) {
+            return false;
+        }
+        let dead_at = entry.dead_at.unwrap_or(entry.created_at);
+        if self.dead_from.is_some_and(|from| dead_at < from) || self.dead_to.is_some_and(|to| dead_at >= to) {
+            return false;
+        }
+        match &self.error_contains {
+            None => true,
+            Some(needle) => entry
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.to_lowercase().contains(&needle.to_lowercase())),
+        }
+    }
+
+    /// Whether only a destination (or nothing) is set, so a [`DeadSelector`] does the same.
+    fn is_destination_only(&self) -> bool {
+        self.dead_from.is_none() && self.dead_to.is_none() && self.error_contains.is_none() && self.after_seq.is_none()
+    }
+}
+
+/// Page size the default [`DeadFilter`] methods read with.
+const DEAD_SCAN_PAGE: u32 = 500;
+
 /// What the relay and operators need from a backend.
 #[async_trait::async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
@@ -250,6 +302,117 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// Disabled destinations with their reasons.
     async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>>;
+
+    /// Lists dead entries matching `filter`, oldest first, at most `filter.limit`
+    /// (default 100). Page on with `after_seq` = the last entry's `seq`.
+    async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
+        let limit = filter.limit.unwrap_or(100) as usize;
+        let mut found = Vec::new();
+        let mut after = filter.after_seq;
+        while found.len() < limit {
+            let page = self
+                .list_entries(&EntryFilter {
+                    destination: filter.destination.clone(),
+                    state: Some(EntryState::Dead),
+                    stream_id: None,
+                    after_seq: after,
+                    limit: Some(DEAD_SCAN_PAGE),
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            let full = page.len() as u32 >= DEAD_SCAN_PAGE;
+            found.extend(page.into_iter().filter(|e| filter.matches(e)));
+            if !full {
+                break;
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Moves every dead entry matching `filter` back to pending (attempts reset, due now);
+    /// returns how many. An empty filter matches every dead entry.
+    async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        if filter.is_destination_only() {
+            return match &filter.destination {
+                Some(d) => {
+                    self.replay_dead(&DeadSelector {
+                        id: None,
+                        destination: Some(d.clone()),
+                    })
+                    .await
+                }
+                None => {
+                    let mut n = 0;
+                    for d in self.destinations().await? {
+                        n += self
+                            .replay_dead(&DeadSelector {
+                                id: None,
+                                destination: Some(d),
+                            })
+                            .await?;
+                    }
+                    Ok(n)
+                }
+            };
+        }
+        let mut n = 0;
+        for entry in dead_matching(self, filter).await? {
+            n += self
+                .replay_dead(&DeadSelector {
+                    id: Some(entry.0),
+                    destination: Some(entry.1),
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every dead entry matching `filter`; returns how many. An empty filter
+    /// matches every dead entry.
+    async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        if filter.is_destination_only()
+            && let Some(d) = &filter.destination
+        {
+            return self
+                .discard_dead(&DeadSelector {
+                    id: None,
+                    destination: Some(d.clone()),
+                })
+                .await;
+        }
+        let mut n = 0;
+        for entry in dead_matching(self, filter).await? {
+            n += self
+                .discard_dead(&DeadSelector {
+                    id: Some(entry.0),
+                    destination: Some(entry.1),
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+/// (id, destination) of every dead entry matching `filter`, ignoring its limit.
+async fn dead_matching<S: OutboxStore + ?Sized>(store: &S, filter: &DeadFilter) -> Result<Vec<(Uuid, String)>> {
+    let mut all = Vec::new();
+    let mut page = DeadFilter {
+        limit: Some(DEAD_SCAN_PAGE),
+        ..filter.clone()
+    };
+    loop {
+        let entries = store.list_dead(&page).await?;
+        let Some(last) = entries.last() else { break };
+        page.after_seq = Some(last.seq);
+        let full = entries.len() as u32 >= DEAD_SCAN_PAGE;
+        all.extend(entries.into_iter().map(|e| (e.id, e.destination)));
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 /// A destination an operator or a `410 Gone` turned off.
@@ -262,4 +425,75 @@ pub struct DisabledDestination {
     /// Since when.
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn dead(destination: &str, error: &str, dead_at: OffsetDateTime) -> OutboxEntry {
+        OutboxEntry {
+            seq: 1,
+            id: Uuid::now_v7(),
+            destination: destination.into(),
+            stream_id: "s".into(),
+            partition: 0,
+            event_type: "t".into(),
+            payload: RawValue::from_string("{}".into()).unwrap(),
+            metadata: None,
+            event_id: None,
+            stream_version: None,
+            state: EntryState::Dead,
+            attempts: 3,
+            last_error: Some(error.into()),
+            created_at: dead_at,
+            next_attempt_at: dead_at,
+            delivered_at: None,
+            dead_at: Some(dead_at),
+        }
+    }
+
+    #[test]
+    fn dead_filter_matches_destination_time_range_and_error_text() {
+        let t = OffsetDateTime::now_utc();
+        let e = dead("hooks", "HTTP 503 Service Unavailable", t);
+        assert!(DeadFilter::default().matches(&e));
+        let by = |f: DeadFilter| f.matches(&e);
+        assert!(by(DeadFilter {
+            destination: Some("hooks".into()),
+            ..Default::default()
+        }));
+        assert!(!by(DeadFilter {
+            destination: Some("other".into()),
+            ..Default::default()
+        }));
+        assert!(by(DeadFilter {
+            error_contains: Some("service unavail".into()),
+            ..Default::default()
+        }));
+        assert!(!by(DeadFilter {
+            error_contains: Some("timeout".into()),
+            ..Default::default()
+        }));
+        assert!(by(DeadFilter {
+            dead_from: Some(t),
+            dead_to: Some(t + Duration::from_secs(1)),
+            ..Default::default()
+        }));
+        assert!(
+            !by(DeadFilter {
+                dead_to: Some(t),
+                ..Default::default()
+            }),
+            "dead_to is exclusive"
+        );
+        assert!(!by(DeadFilter {
+            dead_from: Some(t + Duration::from_secs(1)),
+            ..Default::default()
+        }));
+        let mut pending = e.clone();
+        pending.state = EntryState::Pending;
+        assert!(!DeadFilter::default().matches(&pending));
+    }
 }
