@@ -19,8 +19,8 @@ pub mod retry;
 pub mod route;
 
 pub use backend::{
-    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, EventStore, Lease,
-    LeaseInfo, OutboxStore, PendingQuery, StoreTransaction, TransactionalStore,
+    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
+    EventStore, Lease, LeaseInfo, OutboxStore, PendingQuery, StoreTransaction, TransactionalStore,
 };
 pub use destination::{DeliveryError, Destination, Destinations, FailureKind};
 pub use error::{Error, Result, ValidationError};
@@ -28,7 +28,7 @@ pub use event::{AppendResult, EventData, ExpectedVersion, ReadDirection, Recorde
 pub use limits::Limits;
 pub use options::StoreOptions;
 pub use outbox::{EntryState, NewOutboxEntry, OutboxEntry, OutboxMessage, partition_of};
-pub use relay::{BreakerConfig, DestinationPolicy, Relay, RelayConfig, RelayHandle};
+pub use relay::{BreakerConfig, Circuits, DestinationPolicy, Relay, RelayConfig, RelayHandle};
 pub use retry::RetryPolicy;
 pub use route::{Route, RouteFilter, Routes};
 

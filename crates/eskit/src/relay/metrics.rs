@@ -18,3 +18,36 @@ pub const LEASE_TAKEOVERS: &str = "eskit_lease_takeovers_total";
 pub const CIRCUIT_STATE: &str = "eskit_circuit_state";
 /// Gauge: streams parked behind a failing head, by destination.
 pub const PARKED_STREAMS: &str = "eskit_parked_streams";
+/// Gauge: deliveries in flight (started, not yet finished), by destination.
+pub const IN_FLIGHT: &str = "eskit_in_flight";
+
+/// Adds `delta` to a gauge now and subtracts it again when dropped, so the gauge stays
+/// right when a delivery is abandoned or a worker stops.
+pub(crate) struct GaugeGuard {
+    gauge: ::metrics::Gauge,
+    value: f64,
+}
+
+impl GaugeGuard {
+    /// A guard over `name` for `destination`, starting at 0.
+    pub(crate) fn new(name: &'static str, destination: &str) -> Self {
+        Self {
+            gauge: ::metrics::gauge!(name, "destination" => destination.to_string()),
+            value: 0.0,
+        }
+    }
+
+    /// Moves this guard's contribution to `value`.
+    pub(crate) fn set(&mut self, value: f64) {
+        if value != self.value {
+            self.gauge.increment(value - self.value);
+            self.value = value;
+        }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.set(0.0);
+    }
+}

@@ -93,9 +93,15 @@ pub struct RelayHandle {
 impl RelayHandle {
     /// Circuit state per destination: `"closed"`, `"open"` or `"half-open"`.
     pub fn circuit_states(&self) -> Vec<(String, &'static str)> {
-        let mut states: Vec<_> = self.gates.iter().map(|(n, g)| (n.clone(), g.circuit_state())).collect();
-        states.sort();
-        states
+        self.circuits().states()
+    }
+
+    /// A cheap, cloneable view of the circuit states that outlives borrows of the
+    /// handle (for an admin API running beside the relay).
+    pub fn circuits(&self) -> Circuits {
+        Circuits {
+            gates: Arc::new(self.gates.clone()),
+        }
     }
 
     /// Stops gracefully: no new deliveries start, in-flight ones finish (or are abandoned
@@ -116,6 +122,32 @@ impl RelayHandle {
     /// A token that stops the relay when cancelled.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+}
+
+/// The circuit state of each destination of a running relay (see [`RelayHandle::circuits`]).
+#[derive(Clone)]
+pub struct Circuits {
+    gates: Arc<HashMap<String, Arc<Gate>>>,
+}
+
+impl std::fmt::Debug for Circuits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.states()).finish()
+    }
+}
+
+impl Circuits {
+    /// Circuit state per destination, sorted by name: `"closed"`, `"open"` or `"half-open"`.
+    pub fn states(&self) -> Vec<(String, &'static str)> {
+        let mut states: Vec<_> = self.gates.iter().map(|(n, g)| (n.clone(), g.circuit_state())).collect();
+        states.sort();
+        states
+    }
+
+    /// The circuit state of one destination (`None` when the relay does not deliver to it).
+    pub fn state(&self, destination: &str) -> Option<&'static str> {
+        self.gates.get(destination).map(|g| g.circuit_state())
     }
 }
 

@@ -61,7 +61,10 @@ impl PartitionWorker {
             lease_renewed: Instant::now(),
         };
         let mut failures = 0u32;
+        // This worker's share of the destination's parked-streams gauge.
+        let mut parked_gauge = m::GaugeGuard::new(m::PARKED_STREAMS, &self.lease.destination);
         loop {
+            parked_gauge.set(state.parked.len() as f64);
             if self.cancel.is_cancelled() {
                 return Exit::Shutdown;
             }
@@ -267,7 +270,10 @@ impl PartitionWorker {
             };
             let attempt = entry.attempts + 1;
             let span = info_span!("deliver", entry_id = %entry.id, stream = %entry.stream_id, attempt);
+            let mut in_flight = m::GaugeGuard::new(m::IN_FLIGHT, &dest);
+            in_flight.set(1.0);
             let outcome = self.destination.deliver(&entry).instrument(span).await;
+            drop(in_flight);
             let now = OffsetDateTime::now_utc();
             let healthy = match &outcome {
                 Ok(()) => Some(true),
