@@ -234,11 +234,11 @@ pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE state = 'delivered' 
 // Disabled destinations
 // ---------------------------------------------------------------------------------
 
-/// Disables a destination (or updates the reason). Binds: destination, reason, now.
+/// Disables a destination; when it already is, updates the reason and keeps the time
+/// it was first disabled. Binds: destination, reason, now.
 pub const DISABLE_DESTINATION: &str = "INSERT INTO destination_state (destination, disabled_reason, disabled_at) \
      VALUES (?1, ?2, ?3) \
-     ON CONFLICT (destination) DO UPDATE SET disabled_reason = excluded.disabled_reason, \
-        disabled_at = excluded.disabled_at";
+     ON CONFLICT (destination) DO UPDATE SET disabled_reason = excluded.disabled_reason";
 
 /// Re-enables a destination. Binds: destination.
 pub const ENABLE_DESTINATION: &str = "DELETE FROM destination_state WHERE destination = ?1";
