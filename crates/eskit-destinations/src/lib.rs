@@ -16,6 +16,8 @@
 // `broker`/`nats`/`rabbitmq`/`redis` lines. `envelope` is shared by every sink.
 pub mod envelope;
 
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 #[cfg(any(feature = "nats", feature = "rabbitmq", feature = "redis"))]
 pub mod broker;
