@@ -1,0 +1,238 @@
+//! Appends and explicit outbox messages on a connection that is inside a transaction
+//! (or a savepoint) the caller owns. Callers validate first.
+//!
+//! Every writer of a stream first takes the stream's advisory lock (held until the
+//! transaction ends), and appends also lock the stream's row. Outbox `seq` values are
+//! drawn after the lock, so within one stream `seq` order is commit order: the next
+//! writer of the stream can only draw its `seq` once the previous one has committed.
+
+use eskit::{AppendResult, Error, EventData, ExpectedVersion, NewOutboxEntry, OutboxMessage, Result};
+use serde_json::value::RawValue;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::rows::{db, to_i64, to_u64};
+use crate::store::Inner;
+
+/// Unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Takes the advisory lock that serializes the writers of `stream_id`.
+async fn lock_stream(conn: &mut PgConnection, inner: &Inner, stream_id: &str) -> Result<()> {
+    sqlx::query(crate::sql::LOCK_STREAM)
+        .bind(inner.schema.stream_lock_key(stream_id))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("locking the stream"))?;
+    Ok(())
+}
+
+/// Appends validated `events` to `stream_id` with their routed outbox entries.
+///
+/// Order of checks: idempotent repeat (or conflict), then the expected version; nothing
+/// is written unless both pass.
+pub(crate) async fn append_on(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: &[EventData],
+) -> Result<AppendResult> {
+    let sql = &inner.sql;
+    lock_stream(conn, inner, stream_id).await?;
+    let current: Option<i64> = sqlx::query_scalar(sql.select_stream_version_for_update.sql())
+        .bind(stream_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("locking the stream row"))?;
+
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let stored: Vec<Uuid> = sqlx::query_scalar(sql.select_stored_event_ids.sql())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("looking up event ids"))?;
+    if !stored.is_empty() {
+        return idempotent_repeat(conn, inner, stream_id, events).await;
+    }
+
+    let actual = current.map(to_u64);
+    if !expected.accepts(actual) {
+        return Err(Error::WrongExpectedVersion {
+            stream: stream_id.to_string(),
+            expected,
+            actual,
+        });
+    }
+    let base = actual.unwrap_or(0);
+    let columns = EventColumns::new(events);
+    let row = sqlx::query(sql.insert_events.sql())
+        .bind(stream_id)
+        .bind(to_i64(base))
+        .bind(&columns.ids)
+        .bind(&columns.types)
+        .bind(&columns.payloads)
+        .bind(&columns.metadata)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_event_insert_error(e, events))?;
+    let first_position: i64 = row.try_get(0).map_err(db("inserting events"))?;
+    let last_position: i64 = row.try_get(1).map_err(db("inserting events"))?;
+
+    let entries = inner
+        .options
+        .routes
+        .entries_for(stream_id, base + 1, events, inner.options.partitions);
+    insert_entries(conn, inner, &entries).await?;
+
+    Ok(AppendResult {
+        first_version: base + 1,
+        last_version: base + events.len() as u64,
+        first_position,
+        last_position,
+        outbox_entries: entries.len(),
+        idempotent_repeat: false,
+    })
+}
+
+/// Decides an append whose event ids are (some of them) already stored: a repeat when
+/// every id is stored in this stream with the same content (compared as `jsonb`), a
+/// conflict otherwise.
+async fn idempotent_repeat(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    stream_id: &str,
+    events: &[EventData],
+) -> Result<AppendResult> {
+    let columns = EventColumns::new(events);
+    let rows = sqlx::query(inner.sql.compare_stored_events.sql())
+        .bind(&columns.ids)
+        .bind(&columns.types)
+        .bind(&columns.payloads)
+        .bind(&columns.metadata)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("comparing stored events"))?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event_id: Uuid = row.try_get(0).map_err(decode_err)?;
+        let stored_stream: String = row.try_get(1).map_err(decode_err)?;
+        let version: i64 = row.try_get(2).map_err(decode_err)?;
+        let position: i64 = row.try_get(3).map_err(decode_err)?;
+        let same: bool = row.try_get(4).map_err(decode_err)?;
+        stored.push((event_id, stored_stream, version, position, same));
+    }
+    for event in events {
+        let Some((_, stored_stream, _, _, same)) = stored.iter().find(|s| s.0 == event.id) else {
+            // Partial overlap: some ids are new, some are not.
+            let known = stored.first().map_or(event.id, |s| s.0);
+            return Err(Error::IdempotencyConflict { event_id: known });
+        };
+        if stored_stream != stream_id || !same {
+            return Err(Error::IdempotencyConflict { event_id: event.id });
+        }
+    }
+    let versions = stored.iter().map(|s| to_u64(s.2));
+    let positions = stored.iter().map(|s| s.3);
+    Ok(AppendResult {
+        first_version: versions.clone().min().unwrap_or_default(),
+        last_version: versions.max().unwrap_or_default(),
+        first_position: positions.clone().min().unwrap_or_default(),
+        last_position: positions.max().unwrap_or_default(),
+        outbox_entries: inner
+            .options
+            .routes
+            .entries_for(stream_id, 1, events, inner.options.partitions)
+            .len(),
+        idempotent_repeat: true,
+    })
+}
+
+fn decode_err(err: sqlx::Error) -> Error {
+    Error::database("decoding stored events", err)
+}
+
+/// A unique violation on `event_id` here means another stream stored one of these ids
+/// concurrently (writers of different streams do not wait for each other).
+fn map_event_insert_error(err: sqlx::Error, events: &[EventData]) -> Error {
+    if let sqlx::Error::Database(db_err) = &err
+        && db_err.code().as_deref() == Some(UNIQUE_VIOLATION)
+        && db_err.constraint().is_some_and(|c| c.contains("event_id"))
+    {
+        let event_id = events
+            .iter()
+            .map(|e| e.id)
+            .find(|id| db_err.message().contains(&id.to_string()))
+            .unwrap_or(events[0].id);
+        return Error::IdempotencyConflict { event_id };
+    }
+    Error::database("inserting events", err)
+}
+
+/// Locks the message's stream and inserts a validated explicit message.
+pub(crate) async fn write_message_on(conn: &mut PgConnection, inner: &Inner, message: OutboxMessage) -> Result<Uuid> {
+    lock_stream(conn, inner, &message.stream_id).await?;
+    let entry = NewOutboxEntry::for_message(message, inner.options.partitions);
+    let id = entry.id;
+    insert_entries(conn, inner, std::slice::from_ref(&entry)).await?;
+    Ok(id)
+}
+
+/// The event columns as arrays for `unnest`.
+struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<Option<&'a str>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(events: &'a [EventData]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            payloads: events.iter().map(|e| e.payload.get()).collect(),
+            metadata: events
+                .iter()
+                .map(|e| e.metadata.as_deref().map(RawValue::get))
+                .collect(),
+        }
+    }
+}
+
+/// Inserts outbox entries in one statement, in slice order (so `seq` follows it). The
+/// statement trigger queues the transaction's NOTIFY.
+pub(crate) async fn insert_entries(conn: &mut PgConnection, inner: &Inner, entries: &[NewOutboxEntry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    let destinations: Vec<&str> = entries.iter().map(|e| e.destination.as_str()).collect();
+    let streams: Vec<&str> = entries.iter().map(|e| e.stream_id.as_str()).collect();
+    let partitions: Vec<i32> = entries
+        .iter()
+        .map(|e| i32::try_from(e.partition).unwrap_or(i32::MAX))
+        .collect();
+    let types: Vec<&str> = entries.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&str> = entries.iter().map(|e| e.payload.get()).collect();
+    let metadata: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.metadata.as_deref().map(RawValue::get))
+        .collect();
+    let event_ids: Vec<Option<Uuid>> = entries.iter().map(|e| e.event_id).collect();
+    let versions: Vec<Option<i64>> = entries.iter().map(|e| e.stream_version.map(to_i64)).collect();
+    sqlx::query(inner.sql.insert_outbox_entries.sql())
+        .bind(&ids)
+        .bind(&destinations)
+        .bind(&streams)
+        .bind(&partitions)
+        .bind(&types)
+        .bind(&payloads)
+        .bind(&metadata)
+        .bind(&event_ids)
+        .bind(&versions)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("inserting outbox entries"))?;
+    Ok(())
+}

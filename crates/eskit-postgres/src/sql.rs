@@ -1,0 +1,389 @@
+//! Every SQL statement the backend runs, as templates, and [`Sql`]: the statements of one
+//! store with its schema filled in, built once when the store opens.
+//!
+//! Conventions: `{schema}` stands for the validated, quoted schema name; timestamps are
+//! `timestamptz` and come from the database clock (`statement_timestamp()`,
+//! `clock_timestamp()`) wherever the relay compares them; bulk writes bind one array per
+//! column and `unnest` them, so a batch is one statement whatever its size.
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+/// Version 1 of the schema (a template: `{schema}` and `{channel}` are filled in).
+pub(crate) const MIGRATION_0001_INIT: &str = include_str!("../migrations/0001_init.sql");
+
+/// Name of the migrations bookkeeping table, inside the store's schema (not sqlx's
+/// default `_sqlx_migrations`).
+pub(crate) const MIGRATIONS_TABLE: &str = "eskit_migrations";
+
+// ---------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------
+
+/// Records the partition count on first open, then returns the recorded one.
+/// Binds: partitions (text).
+const PARTITIONS_SETTING: &str = "WITH ins AS ( \
+        INSERT INTO {schema}.store_settings (key, value) VALUES ('partitions', $1) \
+        ON CONFLICT (key) DO NOTHING RETURNING value) \
+     SELECT value FROM ins UNION ALL \
+     SELECT value FROM {schema}.store_settings WHERE key = 'partitions' LIMIT 1";
+
+// ---------------------------------------------------------------------------------
+// Event store
+// ---------------------------------------------------------------------------------
+
+/// Serializes writers of one stream (appends and explicit outbox messages) until the
+/// transaction ends. Binds: lock key.
+pub(crate) const LOCK_STREAM: &str = "SELECT pg_advisory_xact_lock($1)";
+
+/// The current version of a stream, locking its row. Binds: stream id.
+const SELECT_STREAM_VERSION_FOR_UPDATE: &str = "SELECT version FROM {schema}.streams WHERE stream_id = $1 FOR UPDATE";
+
+/// The current version of a stream. Binds: stream id.
+const SELECT_STREAM_VERSION: &str = "SELECT version FROM {schema}.streams WHERE stream_id = $1";
+
+/// Which of a set of event ids are stored (the cheap first idempotency check).
+/// Binds: uuid[].
+const SELECT_STORED_EVENT_IDS: &str = "SELECT event_id FROM {schema}.events WHERE event_id = ANY($1)";
+
+/// Stored events among the given ones, compared with them (the idempotency check).
+/// Binds: uuid[] ids, text[] types, text[] payloads, text[] metadata (nullable).
+const COMPARE_STORED_EVENTS: &str = "SELECT u.event_id, e.stream_id, e.stream_version, e.position, \
+        (e.event_type = u.event_type AND e.payload = u.payload::jsonb \
+         AND e.metadata IS NOT DISTINCT FROM u.metadata::jsonb) AS same \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+          WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
+     JOIN {schema}.events AS e ON e.event_id = u.event_id \
+     ORDER BY u.ord";
+
+/// Inserts a batch of events in array order with consecutive versions and moves the
+/// stream's version, in one statement. Returns the first and last positions.
+/// Binds: stream id, current version, uuid[] ids, text[] types, text[] payloads,
+/// text[] metadata (nullable).
+const INSERT_EVENTS: &str = "WITH ins AS ( \
+        INSERT INTO {schema}.events \
+            (stream_id, stream_version, event_id, event_type, payload, metadata) \
+        SELECT $1, $2 + u.ord, u.event_id, u.event_type, u.payload::jsonb, u.metadata::jsonb \
+        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) \
+             WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
+        ORDER BY u.ord \
+        RETURNING position), \
+     st AS ( \
+        INSERT INTO {schema}.streams (stream_id, version) VALUES ($1, $2 + cardinality($3::uuid[])) \
+        ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version) \
+     SELECT min(position), max(position) FROM ins";
+
+/// Columns of `events`, in the order [`crate::rows::recorded_event`] decodes them.
+macro_rules! event_columns {
+    () => {
+        "position, stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at"
+    };
+}
+
+/// A stream's events upwards from a version. Binds: stream id, from version, limit.
+const READ_STREAM_FORWARD: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM {schema}.events WHERE stream_id = $1 AND stream_version >= $2 \
+     ORDER BY stream_version ASC LIMIT $3"
+);
+
+/// A stream's events downwards from a version. Binds: stream id, from version, limit.
+const READ_STREAM_BACKWARD: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM {schema}.events WHERE stream_id = $1 AND stream_version <= $2 \
+     ORDER BY stream_version DESC LIMIT $3"
+);
+
+/// All events from a position. Binds: from position, limit.
+const READ_ALL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM {schema}.events WHERE position >= $1 ORDER BY position ASC LIMIT $2"
+);
+
+// ---------------------------------------------------------------------------------
+// Outbox writes
+// ---------------------------------------------------------------------------------
+
+/// Inserts a batch of outbox entries in array order, pending and due at once. The
+/// statement trigger issues the (de-duplicated) NOTIFY.
+/// Binds: uuid[] ids, text[] destinations, text[] stream ids, int4[] partitions,
+/// text[] types, text[] payloads, text[] metadata, uuid[] event ids, int8[] versions.
+const INSERT_OUTBOX_ENTRIES: &str = "INSERT INTO {schema}.outbox \
+        (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
+         stream_version, created_at, next_attempt_at) \
+     SELECT u.id, u.destination, u.stream_id, u.part, u.event_type, u.payload::jsonb, \
+            u.metadata::jsonb, u.event_id, u.stream_version, statement_timestamp(), statement_timestamp() \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], \
+                 $8::uuid[], $9::int8[]) \
+          WITH ORDINALITY AS u(id, destination, stream_id, part, event_type, payload, metadata, \
+                               event_id, stream_version, ord) \
+     ORDER BY u.ord";
+
+// ---------------------------------------------------------------------------------
+// Outbox reads
+// ---------------------------------------------------------------------------------
+
+/// Columns of `outbox`, in the order [`crate::rows::outbox_entry`] decodes them.
+macro_rules! outbox_columns {
+    () => {
+        "o.seq, o.id, o.destination, o.stream_id, o.\"partition\", o.event_type, o.payload::text, \
+         o.metadata::text, o.event_id, o.stream_version, o.state, o.attempts, o.last_error, \
+         o.created_at, o.next_attempt_at, o.delivered_at, o.dead_at"
+    };
+}
+
+/// Pending entries of a partition from the oldest. Binds: destination, partition, limit.
+const FETCH_PENDING_FROM_OLDEST: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM {schema}.outbox AS o \
+     WHERE o.destination = $1 AND o.\"partition\" = $2 AND o.state = 'pending' \
+     ORDER BY o.seq LIMIT $3"
+);
+
+/// Pending entries of a partition after a seq, of streams with no pending entry at or
+/// below it (an anti-join on the partial per-stream index).
+/// Binds: destination, partition, seq, limit.
+const FETCH_PENDING_AFTER_SEQ: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM {schema}.outbox AS o \
+     WHERE o.destination = $1 AND o.\"partition\" = $2 AND o.state = 'pending' AND o.seq > $3 \
+       AND NOT EXISTS (SELECT 1 FROM {schema}.outbox AS p \
+                       WHERE p.destination = o.destination AND p.stream_id = o.stream_id \
+                         AND p.state = 'pending' AND p.seq <= $3) \
+     ORDER BY o.seq LIMIT $4"
+);
+
+/// Pending entries of one stream (in the lease's partition) from its oldest.
+/// Binds: destination, partition, stream id, limit.
+const FETCH_PENDING_OF_STREAM: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM {schema}.outbox AS o \
+     WHERE o.destination = $1 AND o.stream_id = $3 AND o.state = 'pending' AND o.\"partition\" = $2 \
+     ORDER BY o.seq LIMIT $4"
+);
+
+/// Operator listing, oldest first; a NULL filter matches everything.
+/// Binds: destination, state, stream id, after seq, limit.
+const LIST_ENTRIES: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM {schema}.outbox AS o \
+     WHERE ($1::text IS NULL OR o.destination = $1) AND ($2::text IS NULL OR o.state = $2) \
+       AND ($3::text IS NULL OR o.stream_id = $3) AND o.seq > $4 \
+     ORDER BY o.seq LIMIT $5"
+);
+
+/// Destinations that have entries.
+const SELECT_DESTINATIONS: &str = "SELECT DISTINCT destination FROM {schema}.outbox ORDER BY destination";
+
+/// Counts per destination: pending, retrying, delivered, dead, oldest pending age (s).
+const SELECT_STATUS: &str = "SELECT destination, \
+        count(*) FILTER (WHERE state = 'pending'), \
+        count(*) FILTER (WHERE state = 'pending' AND attempts > 0), \
+        count(*) FILTER (WHERE state = 'delivered'), \
+        count(*) FILTER (WHERE state = 'dead'), \
+        EXTRACT(EPOCH FROM clock_timestamp() - min(created_at) FILTER (WHERE state = 'pending'))::float8 \
+     FROM {schema}.outbox GROUP BY destination ORDER BY destination";
+
+// ---------------------------------------------------------------------------------
+// Delivery results (fenced by the lease)
+// ---------------------------------------------------------------------------------
+
+/// Writes a batch of delivery results in one statement, fenced by the lease: the lease
+/// row is locked `FOR SHARE` first (a takeover waits for this statement to commit) and
+/// must be held by this owner with this epoch and not expired, else nothing is written.
+/// Only pending entries of the lease's (destination, partition) are touched.
+/// Returns whether the lease was held and how many rows were updated.
+/// Binds: destination, partition, owner, epoch, uuid[] ids, int4[] attempts, text[] new
+/// states, timestamptz[] at (delivered/dead time), timestamptz[] next attempt, text[] error.
+const RECORD_RESULTS: &str = "WITH lease AS ( \
+        SELECT 1 FROM {schema}.outbox_leases \
+        WHERE destination = $1 AND \"partition\" = $2 AND owner = $3 AND epoch = $4 \
+          AND expires_at > clock_timestamp() \
+        FOR SHARE), \
+     upd AS ( \
+        UPDATE {schema}.outbox AS o SET \
+            state = r.state, \
+            attempts = r.attempts, \
+            next_attempt_at = CASE WHEN r.state = 'pending' THEN r.next_attempt_at ELSE o.next_attempt_at END, \
+            delivered_at = CASE WHEN r.state = 'delivered' THEN r.at ELSE o.delivered_at END, \
+            dead_at = CASE WHEN r.state = 'dead' THEN r.at ELSE o.dead_at END, \
+            last_error = CASE WHEN r.state = 'delivered' THEN o.last_error ELSE r.error END \
+        FROM unnest($5::uuid[], $6::int4[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[]) \
+             AS r(id, attempts, state, at, next_attempt_at, error) \
+        WHERE o.id = r.id AND o.state = 'pending' AND o.destination = $1 AND o.\"partition\" = $2 \
+          AND EXISTS (SELECT 1 FROM lease) \
+        RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM lease), (SELECT count(*) FROM upd)";
+
+// ---------------------------------------------------------------------------------
+// Leases (database clock)
+// ---------------------------------------------------------------------------------
+
+/// Takes a lease if free, expired or already ours. The epoch grows whenever the lease
+/// was not live in our hands (a new owner, or our own lapsed lease), so a stale worker
+/// is always fenced. Returns the epoch, or no row when someone else holds it.
+/// Binds: destination, partition, owner, ttl (seconds, float8).
+const ACQUIRE_LEASE: &str = "INSERT INTO {schema}.outbox_leases AS l \
+        (destination, \"partition\", owner, epoch, expires_at) \
+     VALUES ($1, $2, $3, 1, clock_timestamp() + make_interval(secs => $4)) \
+     ON CONFLICT (destination, \"partition\") DO UPDATE SET \
+        epoch = CASE WHEN l.owner = EXCLUDED.owner AND l.expires_at > clock_timestamp() \
+                     THEN l.epoch ELSE l.epoch + 1 END, \
+        owner = EXCLUDED.owner, \
+        expires_at = EXCLUDED.expires_at \
+     WHERE l.owner = EXCLUDED.owner OR l.expires_at <= clock_timestamp() \
+     RETURNING epoch";
+
+/// Extends a lease held with this owner and epoch (nobody else has held it since).
+/// Binds: destination, partition, owner, epoch, ttl (seconds, float8).
+const RENEW_LEASE: &str = "UPDATE {schema}.outbox_leases \
+     SET expires_at = clock_timestamp() + make_interval(secs => $5) \
+     WHERE destination = $1 AND \"partition\" = $2 AND owner = $3 AND epoch = $4";
+
+/// Gives a lease up: it expires at once; the row (and its epoch) stays so the next
+/// owner's epoch is higher. Binds: destination, partition, owner, epoch.
+const RELEASE_LEASE: &str = "UPDATE {schema}.outbox_leases SET expires_at = clock_timestamp() \
+     WHERE destination = $1 AND \"partition\" = $2 AND owner = $3 AND epoch = $4";
+
+/// Lease rows of a destination. Binds: destination.
+const LIST_LEASES: &str = "SELECT destination, \"partition\", owner, epoch, expires_at > clock_timestamp() \
+     FROM {schema}.outbox_leases WHERE destination = $1 ORDER BY \"partition\"";
+
+// ---------------------------------------------------------------------------------
+// Dead-letter queue and retention
+// ---------------------------------------------------------------------------------
+
+/// Dead entries back to pending: attempts reset, due now, `last_error` kept for history
+/// (the next failure overwrites it); wakes the relays when any entry moved. A NULL
+/// selector field matches everything. Binds: entry id, destination, channel.
+const REPLAY_DEAD: &str = "WITH r AS ( \
+        UPDATE {schema}.outbox SET state = 'pending', attempts = 0, \
+            next_attempt_at = clock_timestamp(), dead_at = NULL \
+        WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR destination = $2) \
+        RETURNING 1), \
+     c AS (SELECT count(*) AS n FROM r) \
+     SELECT c.n, CASE WHEN c.n > 0 THEN (SELECT 1 FROM (SELECT pg_notify($3, '')) AS x) END FROM c";
+
+/// Deletes dead entries. A NULL selector field matches everything. Binds: entry id, destination.
+const DISCARD_DEAD: &str = "DELETE FROM {schema}.outbox \
+     WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR destination = $2)";
+
+/// Deletes entries delivered before a time. Binds: before.
+const PURGE_DELIVERED: &str = "DELETE FROM {schema}.outbox WHERE state = 'delivered' AND delivered_at < $1";
+
+// ---------------------------------------------------------------------------------
+// Disabled destinations
+// ---------------------------------------------------------------------------------
+
+/// Disables a destination (or updates the reason). Binds: destination, reason.
+const DISABLE_DESTINATION: &str = "INSERT INTO {schema}.destination_state \
+        (destination, disabled_reason, disabled_at) VALUES ($1, $2, clock_timestamp()) \
+     ON CONFLICT (destination) DO UPDATE SET disabled_reason = EXCLUDED.disabled_reason, \
+        disabled_at = EXCLUDED.disabled_at";
+
+/// Re-enables a destination. Binds: destination.
+const ENABLE_DESTINATION: &str = "DELETE FROM {schema}.destination_state WHERE destination = $1";
+
+/// Disabled destinations.
+const SELECT_DISABLED_DESTINATIONS: &str =
+    "SELECT destination, disabled_reason, disabled_at FROM {schema}.destination_state ORDER BY destination";
+
+/// A statement with the schema filled in; cheap to clone (shared text).
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt(Arc<str>);
+
+impl Stmt {
+    fn new(template: &str, schema: &str) -> Self {
+        Self(template.replace("{schema}", schema).into())
+    }
+
+    /// The statement for `sqlx::query`. The text is one of the constants above with
+    /// the validated, quoted schema name filled in: nothing else is ever spliced in.
+    pub(crate) fn sql(&self) -> SqlStr {
+        AssertSqlSafe(self.0.clone()).into_sql_str()
+    }
+}
+
+/// Every statement of one store, with its schema filled in.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub partitions_setting: Stmt,
+    pub select_stream_version_for_update: Stmt,
+    pub select_stream_version: Stmt,
+    pub select_stored_event_ids: Stmt,
+    pub compare_stored_events: Stmt,
+    pub insert_events: Stmt,
+    pub read_stream_forward: Stmt,
+    pub read_stream_backward: Stmt,
+    pub read_all: Stmt,
+    pub insert_outbox_entries: Stmt,
+    pub fetch_pending_from_oldest: Stmt,
+    pub fetch_pending_after_seq: Stmt,
+    pub fetch_pending_of_stream: Stmt,
+    pub list_entries: Stmt,
+    pub select_destinations: Stmt,
+    pub select_status: Stmt,
+    pub record_results: Stmt,
+    pub acquire_lease: Stmt,
+    pub renew_lease: Stmt,
+    pub release_lease: Stmt,
+    pub list_leases: Stmt,
+    pub replay_dead: Stmt,
+    pub discard_dead: Stmt,
+    pub purge_delivered: Stmt,
+    pub disable_destination: Stmt,
+    pub enable_destination: Stmt,
+    pub select_disabled_destinations: Stmt,
+}
+
+impl Sql {
+    /// The statements for a schema; `quoted_schema` must come from
+    /// [`crate::ident::SchemaName::quoted`].
+    pub(crate) fn new(quoted_schema: &str) -> Self {
+        let s = |t: &str| Stmt::new(t, quoted_schema);
+        Self {
+            partitions_setting: s(PARTITIONS_SETTING),
+            select_stream_version_for_update: s(SELECT_STREAM_VERSION_FOR_UPDATE),
+            select_stream_version: s(SELECT_STREAM_VERSION),
+            select_stored_event_ids: s(SELECT_STORED_EVENT_IDS),
+            compare_stored_events: s(COMPARE_STORED_EVENTS),
+            insert_events: s(INSERT_EVENTS),
+            read_stream_forward: s(READ_STREAM_FORWARD),
+            read_stream_backward: s(READ_STREAM_BACKWARD),
+            read_all: s(READ_ALL),
+            insert_outbox_entries: s(INSERT_OUTBOX_ENTRIES),
+            fetch_pending_from_oldest: s(FETCH_PENDING_FROM_OLDEST),
+            fetch_pending_after_seq: s(FETCH_PENDING_AFTER_SEQ),
+            fetch_pending_of_stream: s(FETCH_PENDING_OF_STREAM),
+            list_entries: s(LIST_ENTRIES),
+            select_destinations: s(SELECT_DESTINATIONS),
+            select_status: s(SELECT_STATUS),
+            record_results: s(RECORD_RESULTS),
+            acquire_lease: s(ACQUIRE_LEASE),
+            renew_lease: s(RENEW_LEASE),
+            release_lease: s(RELEASE_LEASE),
+            list_leases: s(LIST_LEASES),
+            replay_dead: s(REPLAY_DEAD),
+            discard_dead: s(DISCARD_DEAD),
+            purge_delivered: s(PURGE_DELIVERED),
+            disable_destination: s(DISABLE_DESTINATION),
+            enable_destination: s(ENABLE_DESTINATION),
+            select_disabled_destinations: s(SELECT_DISABLED_DESTINATIONS),
+        }
+    }
+}
+
+/// The migration text for a schema and notification channel.
+pub(crate) fn migration_0001(quoted_schema: &str, channel: &str) -> String {
+    MIGRATION_0001_INIT
+        .replace("{schema}", quoted_schema)
+        .replace("{channel}", channel)
+}
