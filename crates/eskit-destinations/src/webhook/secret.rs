@@ -167,7 +167,13 @@ mod tests {
         let secret = WebhookSecret::parse(KAT_SECRET).unwrap();
         assert_eq!(sign(&secret, KAT_ID, KAT_TS, KAT_BODY), KAT_SIG);
         assert!(verify(std::slice::from_ref(&secret), KAT_ID, KAT_TS, KAT_BODY, KAT_SIG));
-        assert!(!verify(std::slice::from_ref(&secret), KAT_ID, KAT_TS + 1, KAT_BODY, KAT_SIG));
+        assert!(!verify(
+            std::slice::from_ref(&secret),
+            KAT_ID,
+            KAT_TS + 1,
+            KAT_BODY,
+            KAT_SIG
+        ));
         assert!(!verify(&[secret], KAT_ID, KAT_TS, b"{\"test\": 2432232315}", KAT_SIG));
     }
 
