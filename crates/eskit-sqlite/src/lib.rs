@@ -1,6 +1,6 @@
 //! # eskit-sqlite
 //!
-//! The embedded default backend of [eskit](eskit): events, streams and the transactional
+//! The embedded default backend of [eskit]: events, streams and the transactional
 //! outbox in one SQLite file (WAL, `BEGIN IMMEDIATE` writers, a busy timeout, embedded
 //! migrations tracked in `eskit_migrations`).
 //!

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error, Lease,
-    LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
+    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, EntryState, Error,
+    Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
 use serde::Serialize;
 use sqlx::Row;
@@ -57,14 +57,26 @@ fn expires_at(ttl: Duration) -> i64 {
     now_micros().saturating_add(ttl)
 }
 
-/// The selector's bindings; at least one field must be set.
-fn selector(selector: &DeadSelector) -> Result<(Option<String>, Option<&str>)> {
-    if selector.id.is_none() && selector.destination.is_none() {
-        return Err(Error::Config(
-            "a dead-letter selector needs an entry id or a destination".into(),
-        ));
-    }
-    Ok((selector.id.map(|id| id.to_string()), selector.destination.as_deref()))
+/// The statement and bindings for a dead-letter selector; at least one field must be set.
+fn dead_query<'q>(
+    one: &'static str,
+    of_destination: &'static str,
+    selector: &'q DeadSelector,
+    now: Option<i64>,
+) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    let query = match (selector.id, selector.destination.as_deref()) {
+        (Some(id), destination) => sqlx::query(one).bind(id.to_string()).bind(destination),
+        (None, Some(destination)) => sqlx::query(of_destination).bind(destination),
+        (None, None) => {
+            return Err(Error::Config(
+                "a dead-letter selector needs an entry id or a destination".into(),
+            ));
+        }
+    };
+    Ok(match now {
+        Some(now) => query.bind(now),
+        None => query,
+    })
 }
 
 impl SqliteStore {
@@ -270,7 +282,12 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>> {
-        let query = sqlx::query(sql::LIST_ENTRIES)
+        let statement = match filter.state {
+            Some(EntryState::Pending) => sql::LIST_PENDING_ENTRIES,
+            Some(EntryState::Dead) => sql::LIST_DEAD_ENTRIES,
+            Some(EntryState::Delivered) | None => sql::LIST_ENTRIES,
+        };
+        let query = sqlx::query(statement)
             .bind(filter.destination.clone())
             .bind(filter.state.map(|s| s.as_str()))
             .bind(filter.stream_id.clone())
@@ -280,12 +297,14 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn replay_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let (id, destination) = selector(dead)?;
+        let query = dead_query(
+            sql::REPLAY_DEAD_ONE,
+            sql::REPLAY_DEAD_OF_DESTINATION,
+            dead,
+            Some(now_micros()),
+        )?;
         let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::REPLAY_DEAD)
-            .bind(id)
-            .bind(destination)
-            .bind(now_micros())
+        let done = query
             .execute(&self.inner.pool)
             .await
             .map_err(|e| Error::database("replaying dead entries", e))?;
@@ -296,11 +315,9 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn discard_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let (id, destination) = selector(dead)?;
+        let query = dead_query(sql::DISCARD_DEAD_ONE, sql::DISCARD_DEAD_OF_DESTINATION, dead, None)?;
         let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::DISCARD_DEAD)
-            .bind(id)
-            .bind(destination)
+        let done = query
             .execute(&self.inner.pool)
             .await
             .map_err(|e| Error::database("discarding dead entries", e))?;

@@ -122,13 +122,14 @@ pub const FETCH_PENDING_AFTER_SEQ: &str = concat!(
      ORDER BY o.seq LIMIT ?4"
 );
 
-/// Pending entries of one stream (in the lease's partition) from its oldest.
+/// Pending entries of one stream (in the lease's partition) from its oldest. (The
+/// unary `+` keeps the planner on the per-stream index.)
 /// Binds: destination, partition, stream id, limit.
 pub const FETCH_PENDING_OF_STREAM: &str = concat!(
     "SELECT ",
     outbox_columns!(),
     " FROM outbox AS o \
-     WHERE o.destination = ?1 AND o.stream_id = ?3 AND o.state = 'pending' AND o.\"partition\" = ?2 \
+     WHERE o.destination = ?1 AND o.stream_id = ?3 AND o.state = 'pending' AND +o.\"partition\" = ?2 \
      ORDER BY o.seq LIMIT ?4"
 );
 
@@ -140,6 +141,28 @@ pub const LIST_ENTRIES: &str = concat!(
     " FROM outbox AS o \
      WHERE (?1 IS NULL OR o.destination = ?1) AND (?2 IS NULL OR o.state = ?2) \
        AND (?3 IS NULL OR o.stream_id = ?3) AND o.seq > ?4 \
+     ORDER BY o.seq LIMIT ?5"
+);
+
+/// Operator listing of pending entries only (walks the pending index, not the table).
+/// Binds as [`LIST_ENTRIES`] (the state is ignored).
+pub const LIST_PENDING_ENTRIES: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o INDEXED BY outbox_pending_by_partition \
+     WHERE o.state = 'pending' AND (?2 IS NULL OR ?2 = 'pending') \
+       AND (?1 IS NULL OR o.destination = ?1) AND (?3 IS NULL OR o.stream_id = ?3) AND o.seq > ?4 \
+     ORDER BY o.seq LIMIT ?5"
+);
+
+/// Operator listing of the dead-letter queue (walks the dead index, not the table).
+/// Binds as [`LIST_ENTRIES`] (the state is ignored).
+pub const LIST_DEAD_ENTRIES: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o INDEXED BY outbox_dead_by_destination \
+     WHERE o.state = 'dead' AND (?2 IS NULL OR ?2 = 'dead') \
+       AND (?1 IS NULL OR o.destination = ?1) AND (?3 IS NULL OR o.stream_id = ?3) AND o.seq > ?4 \
      ORDER BY o.seq LIMIT ?5"
 );
 
@@ -165,7 +188,8 @@ pub const CHECK_LEASE_HELD: &str = "SELECT 1 FROM outbox_leases \
      WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4 AND expires_at > ?5";
 
 /// Writes a batch of delivery results in one statement. Only pending entries of the
-/// lease's (destination, partition) are touched.
+/// lease's (destination, partition) are touched. (The unary `+`s keep the planner on
+/// the id index: one lookup per result, never a scan of the partition.)
 /// Binds: destination, partition, JSON array of `{"id", "attempts", "state", "at",
 /// "next_attempt_at", "error"}` (`at`: delivered/dead time; `state`: the new state).
 pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
@@ -179,8 +203,8 @@ pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
                   e.value ->> 'state' AS state, e.value ->> 'at' AS at, \
                   e.value ->> 'next_attempt_at' AS next_attempt_at, e.value ->> 'error' AS error \
            FROM json_each(?3) AS e) AS r \
-     WHERE outbox.id = r.id AND outbox.state = 'pending' \
-       AND outbox.destination = ?1 AND outbox.\"partition\" = ?2";
+     WHERE outbox.id = r.id AND +outbox.state = 'pending' \
+       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2";
 
 // ---------------------------------------------------------------------------------
 // Leases
@@ -217,15 +241,22 @@ pub const LIST_LEASES: &str = "SELECT destination, \"partition\", owner, epoch, 
 // Dead-letter queue and retention
 // ---------------------------------------------------------------------------------
 
-/// Dead entries back to pending: attempts reset, due now, `last_error` kept for history
-/// (the next failure overwrites it). A NULL selector field matches everything.
-/// Binds: entry id, destination, now.
-pub const REPLAY_DEAD: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3, dead_at = NULL \
-     WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR destination = ?2)";
+/// One dead entry back to pending: attempts reset, due now, `last_error` kept for
+/// history (the next failure overwrites it). Binds: entry id, destination (NULL: any), now.
+pub const REPLAY_DEAD_ONE: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3, dead_at = NULL \
+     WHERE state = 'dead' AND id = ?1 AND (?2 IS NULL OR destination = ?2)";
 
-/// Deletes dead entries. A NULL selector field matches everything. Binds: entry id, destination.
-pub const DISCARD_DEAD: &str =
-    "DELETE FROM outbox WHERE state = 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR destination = ?2)";
+/// Every dead entry of a destination back to pending, as [`REPLAY_DEAD_ONE`].
+/// Binds: destination, now.
+pub const REPLAY_DEAD_OF_DESTINATION: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2, dead_at = NULL \
+     WHERE state = 'dead' AND destination = ?1";
+
+/// Deletes one dead entry. Binds: entry id, destination (NULL: any).
+pub const DISCARD_DEAD_ONE: &str =
+    "DELETE FROM outbox WHERE state = 'dead' AND id = ?1 AND (?2 IS NULL OR destination = ?2)";
+
+/// Deletes every dead entry of a destination. Binds: destination.
+pub const DISCARD_DEAD_OF_DESTINATION: &str = "DELETE FROM outbox WHERE state = 'dead' AND destination = ?1";
 
 /// Deletes entries delivered before a time. Binds: before.
 pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1";

@@ -421,6 +421,15 @@ async fn dead_letters_can_be_listed_replayed_and_discarded() {
         .unwrap();
     assert_eq!(replayed, 2);
     assert!(store.list_entries(&dead_filter("hook")).await.unwrap().is_empty());
+    let pending = store
+        .list_entries(&EntryFilter {
+            state: Some(EntryState::Pending),
+            ..dead_filter("hook")
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 3);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.list_entries(&dead_filter("queue")).await.unwrap().len(), 3);
 
     // Discard.

@@ -1,0 +1,102 @@
+//! The hot statements use the indexes they were written for, on the bundled SQLite
+//! (a planner change would turn a lookup into a scan without failing anything else).
+
+mod common;
+
+use common::open;
+use eskit::StoreOptions;
+use eskit_sqlite::sql;
+use sqlx::{AssertSqlSafe, Row};
+
+async fn plan(store: &eskit_sqlite::SqliteStore, statement: &str, binds: usize) -> String {
+    let text = format!("EXPLAIN QUERY PLAN {statement}");
+    let mut query = sqlx::query(AssertSqlSafe(text));
+    for _ in 0..binds {
+        query = query.bind("x");
+    }
+    let rows = query.fetch_all(store.pool()).await.unwrap();
+    rows.iter()
+        .map(|r| r.get::<String, _>(3))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn hot_statements_use_their_indexes() {
+    let (store, _dir) = open(StoreOptions::default()).await;
+    let cases: &[(&str, &str, usize, &[&str])] = &[
+        (
+            "FETCH_PENDING_FROM_OLDEST",
+            sql::FETCH_PENDING_FROM_OLDEST,
+            3,
+            &["outbox_pending_by_partition"],
+        ),
+        (
+            "FETCH_PENDING_AFTER_SEQ",
+            sql::FETCH_PENDING_AFTER_SEQ,
+            4,
+            &[
+                "outbox_pending_by_partition (destination=? AND partition=? AND seq>?)",
+                "outbox_pending_by_stream",
+            ],
+        ),
+        (
+            "FETCH_PENDING_OF_STREAM",
+            sql::FETCH_PENDING_OF_STREAM,
+            4,
+            &["outbox_pending_by_stream"],
+        ),
+        (
+            "RECORD_RESULTS",
+            sql::RECORD_RESULTS,
+            3,
+            &["sqlite_autoindex_outbox_1 (id=?)"],
+        ),
+        (
+            "LIST_DEAD_ENTRIES",
+            sql::LIST_DEAD_ENTRIES,
+            5,
+            &["outbox_dead_by_destination"],
+        ),
+        (
+            "LIST_PENDING_ENTRIES",
+            sql::LIST_PENDING_ENTRIES,
+            5,
+            &["outbox_pending_by_partition"],
+        ),
+        (
+            "REPLAY_DEAD_ONE",
+            sql::REPLAY_DEAD_ONE,
+            3,
+            &["sqlite_autoindex_outbox_1 (id=?)"],
+        ),
+        (
+            "REPLAY_DEAD_OF_DESTINATION",
+            sql::REPLAY_DEAD_OF_DESTINATION,
+            2,
+            &["outbox_dead_by_destination (destination=?)"],
+        ),
+        (
+            "PURGE_DELIVERED",
+            sql::PURGE_DELIVERED,
+            1,
+            &["outbox_delivered_by_time"],
+        ),
+        ("SELECT_EVENTS_BY_ID", sql::SELECT_EVENTS_BY_ID, 1, &["(event_id=?)"]),
+        (
+            "READ_STREAM_FORWARD",
+            sql::READ_STREAM_FORWARD,
+            3,
+            &["(stream_id=? AND stream_version>?)"],
+        ),
+    ];
+    for (name, statement, binds, expected) in cases {
+        let plan = plan(&store, statement, *binds).await;
+        for e in *expected {
+            assert!(plan.contains(e), "{name}: expected {e:?} in plan:\n{plan}");
+        }
+        if *name == "RECORD_RESULTS" {
+            assert!(!plan.contains("SCAN outbox"), "{name} scans the outbox:\n{plan}");
+        }
+    }
+}
