@@ -1,0 +1,7 @@
+//! One module per command.
+
+pub mod append;
+pub mod demo;
+pub mod outbox;
+pub mod read;
+pub mod relay;

@@ -1,0 +1,87 @@
+//! `eskit relay`: the relay daemon.
+//!
+//! Starts the relay over the configured store and destinations, waits for SIGINT or
+//! SIGTERM, then shuts down gracefully (in-flight deliveries finish within
+//! `relay.shutdown_grace`; whatever is abandoned stays pending). A second signal
+//! during shutdown exits at once (nothing is lost: unrecorded entries stay pending).
+//!
+//! Side services of the daemon (the admin API, `/metrics`, health) attach in
+//! [`Services`]: they start after the relay and stop before it.
+
+use eskit::Relay;
+use tracing::{info, warn};
+
+use crate::cli::RelayArgs;
+use crate::config::{Config, ConfigError};
+use crate::destinations;
+use crate::error::{CliError, CliResult};
+use crate::store::{OpenStore, open_store};
+
+/// Runs `eskit relay` until a signal.
+pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
+    let destinations = destinations::build(config)?;
+    if destinations.is_empty() {
+        return Err(
+            ConfigError::Other("no [[destinations]] configured: the relay has nothing to deliver to".into()).into(),
+        );
+    }
+    let store = open_store(config).await?;
+    let relay_config = config.relay_config();
+    info!(
+        database = %crate::config::redact_url(&config.database),
+        destinations = ?destinations.names(),
+        partitions = config.relay.partitions,
+        owner = %relay_config.owner,
+        "starting relay"
+    );
+    let handle = Relay::new(store.outbox(), destinations).config(relay_config).start();
+    let services = Services::start(config, &store).await?;
+
+    let signal = wait_for_signal().await?;
+    info!(signal, "shutting down (a second signal exits at once)");
+    services.stop().await;
+    tokio::select! {
+        _ = handle.shutdown() => {}
+        second = wait_for_signal() => {
+            warn!(signal = second.unwrap_or("?"), "second signal: exiting without waiting; unfinished entries stay pending");
+            return Err(CliError::Failed("interrupted during shutdown".into()));
+        }
+    }
+    info!("relay stopped");
+    Ok(())
+}
+
+/// Services that run beside the relay (admin API, metrics, health). None yet: this is
+/// where they start and stop.
+struct Services {
+    _private: (),
+}
+
+impl Services {
+    async fn start(_config: &Config, _store: &OpenStore) -> CliResult<Self> {
+        Ok(Self { _private: () })
+    }
+
+    async fn stop(self) {}
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn wait_for_signal() -> CliResult<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(CliError::io("installing the SIGTERM handler"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(CliError::io("installing the SIGINT handler"))?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(CliError::io("waiting for Ctrl-C"))?;
+        Ok("Ctrl-C")
+    }
+}
