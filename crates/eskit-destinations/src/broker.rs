@@ -323,7 +323,8 @@ pub(crate) fn redact(url: &str) -> (String, Vec<String>) {
     (format!("{scheme}{authority}{tail}"), secrets)
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (invalid escapes are kept as they are).
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -388,7 +389,10 @@ mod tests {
             "failed: amqp://guest:***@127.0.0.1:5672/%2f and ***"
         );
         assert_eq!(SecretUrl::new("nats://tok3n@h:4222").redacted(), "nats://***@h:4222");
-        assert_eq!(SecretUrl::new("redis://127.0.0.1:6379").redacted(), "redis://127.0.0.1:6379");
+        assert_eq!(
+            SecretUrl::new("redis://127.0.0.1:6379").redacted(),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(
             SecretUrl::new("redis://h/0?password=pw&db=1#f").redacted(),
             "redis://h/0?password=***&db=1#f"

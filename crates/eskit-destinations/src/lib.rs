@@ -23,9 +23,17 @@ pub mod webhook;
 pub mod broker;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 #[cfg(any(feature = "nats", feature = "rabbitmq", feature = "redis"))]
 pub use broker::BrokerConfigError;
 pub use envelope::BodyFormat;
 #[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsDestination};
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{RabbitMqConfig, RabbitMqDestination};
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisDestination};

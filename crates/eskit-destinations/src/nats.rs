@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use eskit::{DeliveryError, Destination, OutboxEntry};
 
-use crate::broker::{BrokerConfigError, Sanitize, SecretUrl, Template, check_publish_subject};
+use crate::broker::{BrokerConfigError, Sanitize, SecretUrl, Template, check_publish_subject, percent_decode};
 use crate::envelope::{BodyFormat, body, entry_headers};
 
 /// Default wait for the connection and for each PubAck.
@@ -75,6 +75,14 @@ impl fmt::Debug for NatsConfig {
     }
 }
 
+/// Credentials taken from the URL.
+#[derive(Clone, PartialEq, Eq)]
+enum Credentials {
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
 /// Permission violations the server reported, kept briefly so that a publish that
 /// timed out because of one is reported as permanent.
 type Violations = Arc<Mutex<VecDeque<(Instant, String)>>>;
@@ -87,6 +95,8 @@ const MAX_VIOLATIONS: usize = 64;
 /// one, and an established connection reconnects by itself.
 pub struct NatsDestination {
     url: SecretUrl,
+    servers: Vec<async_nats::ServerAddr>,
+    credentials: Credentials,
     subject: Template,
     timeout: Duration,
     body: BodyFormat,
@@ -109,17 +119,31 @@ impl NatsDestination {
     /// Validates `config`; no connection is made until the first delivery.
     pub fn new(config: NatsConfig) -> Result<Self, BrokerConfigError> {
         let url = SecretUrl::new(&config.url);
+        let bad = |reason: String| BrokerConfigError::InvalidUrl {
+            kind: "nats",
+            url: url.redacted().to_string(),
+            reason: url.scrub(&reason),
+        };
+        let mut servers = Vec::new();
+        let mut credentials = Credentials::None;
         for server in config.url.split(',') {
-            let server = server.trim();
-            let bad = |reason: String| BrokerConfigError::InvalidUrl {
-                kind: "nats",
-                url: url.redacted().to_string(),
-                reason: url.scrub(&reason),
-            };
-            let addr: async_nats::ServerAddr = server.parse().map_err(|e: std::io::Error| bad(e.to_string()))?;
+            let addr: async_nats::ServerAddr = server.trim().parse().map_err(|e: std::io::Error| bad(e.to_string()))?;
             if !matches!(addr.scheme(), "nats" | "tls" | "ws" | "wss") {
                 return Err(bad(format!("unsupported scheme `{}`", addr.scheme())));
             }
+            // The client takes credentials from its options, not from the URL.
+            let found = match (addr.username(), addr.password()) {
+                (Some(user), Some(pass)) => Credentials::UserPassword(percent_decode(user), percent_decode(pass)),
+                (Some(token), None) => Credentials::Token(percent_decode(token)),
+                _ => Credentials::None,
+            };
+            match (&credentials, found) {
+                (_, Credentials::None) => {}
+                (Credentials::None, found) => credentials = found,
+                (current, found) if *current == found => {}
+                _ => return Err(bad("servers in the list carry different credentials".into())),
+            }
+            servers.push(addr);
         }
         let subject = Template::parse("subject", &config.subject, Sanitize::Token)?;
         check_publish_subject(&subject.render_with("s", "t")).map_err(|reason| BrokerConfigError::InvalidTemplate {
@@ -136,6 +160,8 @@ impl NatsDestination {
         }
         Ok(Self {
             url,
+            servers,
+            credentials,
             subject,
             timeout,
             body: config.body,
@@ -155,8 +181,14 @@ impl NatsDestination {
             return Ok(context.clone());
         }
         let violations = self.violations.clone();
-        let servers: Vec<&str> = self.url.expose().split(',').map(str::trim).collect();
-        let connect = async_nats::ConnectOptions::new()
+        let options = match &self.credentials {
+            Credentials::None => async_nats::ConnectOptions::new(),
+            Credentials::UserPassword(user, pass) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), pass.clone())
+            }
+            Credentials::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
+        };
+        let connect = options
             .name("eskit")
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
@@ -164,11 +196,15 @@ impl NatsDestination {
                 let violations = violations.clone();
                 async move { record_event(&violations, event) }
             })
-            .connect(servers.as_slice());
+            .connect(self.servers.clone());
         let client = match tokio::time::timeout(self.timeout + Duration::from_secs(1), connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
-                let message = format!("nats: cannot connect to {}: {}", self.url, self.url.scrub(&e.to_string()));
+                let message = format!(
+                    "nats: cannot connect to {}: {}",
+                    self.url,
+                    self.url.scrub(&e.to_string())
+                );
                 return Err(match e.kind() {
                     ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
                         DeliveryError::permanent(message)
@@ -246,7 +282,9 @@ impl NatsDestination {
 
 fn record_event(violations: &Violations, event: Event) {
     match event {
-        Event::ServerError(ServerError::Other(message)) if message.to_ascii_lowercase().contains("permissions violation") => {
+        Event::ServerError(ServerError::Other(message))
+            if message.to_ascii_lowercase().contains("permissions violation") =>
+        {
             tracing::warn!(error = %message, "nats: server reported a permissions violation");
             if let Ok(mut v) = violations.lock() {
                 if v.len() >= MAX_VIOLATIONS {
@@ -354,7 +392,10 @@ mod tests {
             ("nats://127.0.0.1:4222", "a.{nope}"),
             ("http://127.0.0.1:4222", "a"),
         ] {
-            assert!(NatsDestination::new(NatsConfig::new(url, subject)).is_err(), "{url} {subject}");
+            assert!(
+                NatsDestination::new(NatsConfig::new(url, subject)).is_err(),
+                "{url} {subject}"
+            );
         }
         let mut c = NatsConfig::new("nats://127.0.0.1:4222", "a");
         c.timeout = Some(Duration::ZERO);
