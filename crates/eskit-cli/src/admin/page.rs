@@ -54,7 +54,7 @@ fn inline_hash(tag: &str) -> String {
     let Some(len) = HTML[start..].find(&close) else {
         return "'none'".into();
     };
-    let digest = Sha256::digest(HTML[start..start + len].as_bytes());
+    let digest = Sha256::digest(&HTML.as_bytes()[start..start + len]);
     format!("'sha256-{}'", base64(&digest))
 }
 
