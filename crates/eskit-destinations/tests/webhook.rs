@@ -673,3 +673,21 @@ fn embeds_in_a_destinations_table() {
     assert!(err.contains("unknown field `timout`"), "{err}");
     assert!(!err.contains("MfKQ9r8G"), "{err}");
 }
+
+#[tokio::test]
+async fn tls_handshake_failures_are_retryable() {
+    // The receiver speaks plain HTTP: the TLS handshake (rustls, aws-lc-rs) fails.
+    let receiver = start_receiver().await;
+    let url = format!("https://{}/hook", receiver.addr);
+    for danger in [false, true] {
+        let destination = WebhookDestination::new(loopback(url.clone()).danger_accept_invalid_certs(danger)).unwrap();
+        let err = deliver(&destination, &entry(None)).await.unwrap_err();
+        assert_eq!(err.kind, FailureKind::Retryable, "{err}");
+        assert!(
+            err.message
+                .starts_with(&format!("connecting to https://{} failed", receiver.addr)),
+            "{err}"
+        );
+    }
+    assert!(receiver.requests().is_empty());
+}
