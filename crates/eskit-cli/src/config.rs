@@ -30,7 +30,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "eskit.toml";
 
 /// Environment variables with the `ESKIT_` prefix that are not configuration keys
 /// (read by the command line instead).
-const NOT_CONFIG_KEYS: &[&str] = &["config", "log_format"];
+const NOT_CONFIG_KEYS: &[&str] = &["config", "log_format", "admin_token"];
 
 /// A configuration error: one line naming the key (and where it came from).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +139,10 @@ pub struct Config {
     pub relay: RelaySection,
     /// Retry policy.
     pub retry: RetrySection,
+    /// `[admin]`: the relay daemon's admin API, metrics and health endpoints.
+    pub admin: crate::admin::AdminSection,
+    /// `[retention]`: how long delivered entries are kept.
+    pub retention: crate::admin::RetentionSection,
     /// Routes: which appended events produce outbox entries for which destination.
     pub routes: Vec<RouteConfig>,
     /// Destinations (parsed separately so that errors name `destinations.N.key`).
@@ -157,6 +161,8 @@ impl Default for Config {
             max_payload_bytes: eskit::Limits::default().max_payload_bytes,
             relay: RelaySection::default(),
             retry: RetrySection::default(),
+            admin: crate::admin::AdminSection::default(),
+            retention: crate::admin::RetentionSection::default(),
             routes: Vec::new(),
             raw_destinations: Vec::new(),
             destinations: Vec::new(),
@@ -172,6 +178,8 @@ impl fmt::Debug for Config {
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("relay", &self.relay)
             .field("retry", &self.retry)
+            .field("admin", &self.admin)
+            .field("retention", &self.retention)
             .field("routes", &self.routes)
             .field("destinations", &self.destinations)
             .finish()
@@ -436,6 +444,7 @@ impl Config {
         if self.max_payload_bytes == 0 {
             return Err(ConfigError::key("max_payload_bytes", "must be greater than 0"));
         }
+        self.admin.validate().map_err(|e| ConfigError::key(e.key, e.message))?;
         let r = &self.relay;
         for (key, zero) in [
             ("relay.batch_size", r.batch_size == 0),

@@ -2,6 +2,7 @@
 //!
 //! See the README for every command, flag and configuration key.
 
+mod admin;
 mod cli;
 mod commands;
 mod config;

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin::{AdminOptions, AdminSection, AdminService, AuthMode, RetentionSection};
+use admin::config::AuthMode;
+use admin::{AdminOptions, AdminSection, AdminService, RetentionSection};
 use eskit::OutboxStore;
 use eskit_sqlite::SqliteStore;
 use eskit_testkit::wait_until;
@@ -463,13 +464,13 @@ async fn auth_configuration_is_checked() {
         AdminService::start(options)
     };
     let loopback = AdminSection {
-        bind: "127.0.0.1:0".parse().unwrap(),
+        bind: Some("127.0.0.1:0".parse().unwrap()),
         ..AdminSection::default()
     };
 
     // No auth is refused on a non-loopback bind, and the error names the key.
     let open = AdminSection {
-        bind: "0.0.0.0:0".parse().unwrap(),
+        bind: Some("0.0.0.0:0".parse().unwrap()),
         auth: AuthMode::NoneOnLoopback,
         ..AdminSection::default()
     };
@@ -520,6 +521,15 @@ async fn auth_configuration_is_checked() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     service.stop().await;
+
+    // An address that is set must be free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = AdminSection {
+        bind: Some(taken.local_addr().unwrap()),
+        ..loopback.clone()
+    };
+    let err = start(busy, None).await.unwrap_err().to_string();
+    assert!(err.contains("admin.bind"), "{err}");
 
     // Disabled: nothing listens.
     let off = AdminSection {

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// The environment variable that holds the admin token (wins over `admin.token`).
 pub const TOKEN_ENV: &str = "ESKIT_ADMIN_TOKEN";
+/// The admin address when `admin.bind` is not set.
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9187);
 /// Shortest token accepted, in bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -29,8 +31,10 @@ pub enum AuthMode {
 pub struct AdminSection {
     /// Serve the endpoints at all (default true).
     pub enabled: bool,
-    /// Address to listen on (default `127.0.0.1:9187`; port 0 picks a free port).
-    pub bind: SocketAddr,
+    /// Address to listen on (default [`DEFAULT_BIND`]; port 0 picks a free port). When
+    /// it is not set and the default address is taken, the relay runs without the admin
+    /// server (with a warning); an address that is set must be free.
+    pub bind: Option<SocketAddr>,
     /// The bearer token for `/api/*` (prefer `ESKIT_ADMIN_TOKEN`).
     pub token: Option<String>,
     /// `token` (default) or `none-on-loopback`.
@@ -44,7 +48,7 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            bind: None,
             token: None,
             auth: AuthMode::Token,
             sample_interval: Duration::from_secs(5),
@@ -56,7 +60,7 @@ impl fmt::Debug for AdminSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminSection")
             .field("enabled", &self.enabled)
-            .field("bind", &self.bind)
+            .field("bind", &self.bind_addr())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("auth", &self.auth)
             .field("sample_interval", &self.sample_interval)
@@ -75,14 +79,19 @@ pub struct SectionError {
 }
 
 impl AdminSection {
+    /// The address to listen on.
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.bind.unwrap_or(DEFAULT_BIND)
+    }
+
     /// Checks what serde cannot (the token itself is checked by [`AdminSection::auth`]).
     pub fn validate(&self) -> Result<(), SectionError> {
-        if self.auth == AuthMode::NoneOnLoopback && !self.bind.ip().is_loopback() {
+        if self.auth == AuthMode::NoneOnLoopback && !self.bind_addr().ip().is_loopback() {
             return Err(SectionError {
                 key: "admin.auth",
                 message: format!(
                     "\"none-on-loopback\" needs a loopback admin.bind, not {}; use a token",
-                    self.bind.ip()
+                    self.bind_addr().ip()
                 ),
             });
         }

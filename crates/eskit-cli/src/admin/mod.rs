@@ -20,7 +20,7 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use config::{AdminSection, Auth, AuthMode, RetentionSection};
+pub use config::{AdminSection, RetentionSection};
 pub use service::{AdminError, AdminOptions, AdminService};
 pub use state::AdminState;
 

@@ -72,6 +72,7 @@ impl AdminOptions {
 pub struct AdminService {
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    #[allow(dead_code, reason = "read through local_addr()")]
     local_addr: Option<SocketAddr>,
 }
 
@@ -96,15 +97,32 @@ impl AdminService {
             cancel.child_token(),
         ))];
         let mut local_addr = None;
-        if admin.enabled {
-            let listener = tokio::net::TcpListener::bind(admin.bind).await.map_err(|source| {
-                cancel.cancel();
-                AdminError::Bind {
-                    addr: admin.bind,
-                    source,
+        let listener = match admin.enabled {
+            false => {
+                info!("admin API disabled (admin.enabled = false)");
+                None
+            }
+            true => match tokio::net::TcpListener::bind(admin.bind_addr()).await {
+                Ok(listener) => Some(listener),
+                Err(source) if admin.bind.is_none() => {
+                    warn!(
+                        addr = %admin.bind_addr(),
+                        error = %source,
+                        "admin API not started: its default address is not free; set admin.bind (port 0 picks a free one)"
+                    );
+                    None
                 }
-            })?;
-            let addr = listener.local_addr().unwrap_or(admin.bind);
+                Err(source) => {
+                    cancel.cancel();
+                    return Err(AdminError::Bind {
+                        addr: admin.bind_addr(),
+                        source,
+                    });
+                }
+            },
+        };
+        if let Some(listener) = listener {
+            let addr = listener.local_addr().unwrap_or(admin.bind_addr());
             local_addr = Some(addr);
             match &auth {
                 Auth::Token(_) => info!(%addr, "admin API listening (bearer token required for /api)"),
@@ -136,8 +154,6 @@ impl AdminService {
                     warn!(error = %err, "admin API server stopped");
                 }
             }));
-        } else {
-            info!("admin API disabled (admin.enabled = false)");
         }
         Ok(Self {
             cancel,
@@ -147,6 +163,7 @@ impl AdminService {
     }
 
     /// The address the admin server listens on (`None` when disabled).
+    #[allow(dead_code, reason = "the daemon logs the address; tests connect to it")]
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }

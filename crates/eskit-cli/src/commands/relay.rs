@@ -11,6 +11,7 @@
 use eskit::Relay;
 use tracing::{info, warn};
 
+use crate::admin::{AdminError, AdminOptions, AdminService};
 use crate::cli::RelayArgs;
 use crate::config::{Config, ConfigError};
 use crate::destinations;
@@ -34,8 +35,15 @@ pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
         owner = %relay_config.owner,
         "starting relay"
     );
+    let (names, owner) = (destinations.names(), relay_config.owner.clone());
     let handle = Relay::new(store.outbox(), destinations).config(relay_config).start();
-    let services = Services::start(config, &store).await?;
+    let services = match Services::start(config, &store, names, owner, handle.circuits()).await {
+        Ok(services) => services,
+        Err(e) => {
+            handle.shutdown().await;
+            return Err(e);
+        }
+    };
 
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down (a second signal exits at once)");
@@ -51,18 +59,38 @@ pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
     Ok(())
 }
 
-/// Services that run beside the relay (admin API, metrics, health). None yet: this is
-/// where they start and stop.
+/// Services that run beside the relay: the admin API with `/metrics` and health, the
+/// metrics sampler and the retention purge (see `crate::admin`).
 struct Services {
-    _private: (),
+    admin: AdminService,
 }
 
 impl Services {
-    async fn start(_config: &Config, _store: &OpenStore) -> CliResult<Self> {
-        Ok(Self { _private: () })
+    async fn start(
+        config: &Config,
+        store: &OpenStore,
+        destinations: Vec<String>,
+        owner: String,
+        circuits: eskit::Circuits,
+    ) -> CliResult<Self> {
+        let mut options = AdminOptions::new(config.admin.clone(), config.retention.clone(), store.outbox());
+        options.destinations = destinations;
+        options.owner = owner;
+        options.circuits = Some(circuits);
+        let admin = AdminService::start(options).await.map_err(|e| match e {
+            AdminError::Config(e) => CliError::Config(ConfigError::Key {
+                key: e.key.to_string(),
+                message: e.message,
+                origin: None,
+            }),
+            AdminError::Bind { addr, source } => CliError::io(format!("listening on admin.bind {addr}"))(source),
+        })?;
+        Ok(Self { admin })
     }
 
-    async fn stop(self) {}
+    async fn stop(self) {
+        self.admin.stop().await;
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.

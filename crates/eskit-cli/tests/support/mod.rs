@@ -86,7 +86,7 @@ impl Default for Setup {
         Self {
             with_relay: true,
             admin: AdminSection {
-                bind: "127.0.0.1:0".parse().unwrap(),
+                bind: Some("127.0.0.1:0".parse().unwrap()),
                 token: Some(TOKEN.into()),
                 sample_interval: Duration::from_millis(100),
                 ..AdminSection::default()
