@@ -1,0 +1,607 @@
+//! The outbox contract the relay relies on: leases, pending reads, bulk results,
+//! status, the dead-letter queue and retention, driven directly (no relay running).
+
+use std::time::Duration;
+
+use eskit::{
+    DeadSelector, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion, OutboxEntry, OutboxStore,
+    PendingQuery, RouteFilter, StoreOptions, StoreTransaction, TransactionalStore, partition_of,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::support::{SHORT, entries_in, entries_of, entry, ev};
+use crate::Harness;
+use crate::wait::wait_for_value;
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn ids(entries: &[OutboxEntry]) -> Vec<Uuid> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+fn delivered(id: Uuid, attempts: u32, at: OffsetDateTime) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Delivered { at },
+    }
+}
+
+fn retry(id: Uuid, attempts: u32, next_attempt_at: OffsetDateTime, error: &str) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Retry {
+            next_attempt_at,
+            error: error.to_string(),
+        },
+    }
+}
+
+fn dead(id: Uuid, attempts: u32, at: OffsetDateTime, error: &str) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Dead {
+            at,
+            error: error.to_string(),
+        },
+    }
+}
+
+fn close(a: OffsetDateTime, b: OffsetDateTime) -> bool {
+    (a - b).abs() < time::Duration::seconds(2)
+}
+
+/// A lease is exclusive while live, renewable by its owner (same epoch), releasable,
+/// and taken over after release or expiry with a higher epoch; the old holder's
+/// renewals fail and its result writes are refused with `LeaseLost`, writing nothing.
+pub async fn leases_are_exclusive_and_fenced<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let event = ev("A", 1);
+    store
+        .append("s", ExpectedVersion::Any, vec![event.clone()])
+        .await
+        .expect("append");
+    let id = super::support::entry_id(&event, "hook");
+
+    let a = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("a free lease is granted");
+    assert_eq!(
+        (a.destination.as_str(), a.partition, a.owner.as_str()),
+        ("hook", 0, "relay-a")
+    );
+    assert!(
+        store
+            .try_acquire_lease("hook", 0, "relay-b", TTL)
+            .await
+            .expect("acquire")
+            .is_none(),
+        "a live lease is not granted to another owner"
+    );
+    let again = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("the owner re-acquires its own lease");
+    assert_eq!(again.epoch, a.epoch, "re-acquiring our own lease keeps the epoch");
+    assert!(store.renew_lease(&a, TTL).await.expect("renew"), "the owner renews");
+    let leases = store.list_leases("hook").await.expect("list_leases");
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        (leases[0].owner.as_str(), leases[0].epoch, leases[0].live),
+        ("relay-a", a.epoch, true)
+    );
+    assert!(
+        store
+            .try_acquire_lease("audit", 0, "relay-b", TTL)
+            .await
+            .expect("acquire")
+            .is_some(),
+        "leases of another destination are independent"
+    );
+
+    store.release_lease(&a).await.expect("release");
+    let b = store
+        .try_acquire_lease("hook", 0, "relay-b", TTL)
+        .await
+        .expect("acquire")
+        .expect("a released lease is granted at once");
+    assert!(
+        b.epoch > a.epoch,
+        "a change of owner increases the epoch ({} -> {})",
+        a.epoch,
+        b.epoch
+    );
+    assert!(
+        !store.renew_lease(&a, TTL).await.expect("renew"),
+        "the old owner cannot renew"
+    );
+    match store
+        .record_results(&a, &[delivered(id, 1, OffsetDateTime::now_utc())])
+        .await
+    {
+        Err(Error::LeaseLost { destination, partition }) => assert_eq!((destination.as_str(), partition), ("hook", 0)),
+        other => panic!("a stale lease must not write results, got {other:?}"),
+    }
+    let e = entry(&*store, id).await.expect("entry");
+    assert_eq!(
+        (e.state, e.attempts),
+        (EntryState::Pending, 0),
+        "the fenced write wrote nothing"
+    );
+    store
+        .record_results(&b, &[delivered(id, 1, OffsetDateTime::now_utc())])
+        .await
+        .expect("the current owner writes results");
+    assert_eq!(entry(&*store, id).await.expect("entry").state, EntryState::Delivered);
+
+    // Expiry.
+    let c = store
+        .try_acquire_lease("expiring", 0, "relay-c", Duration::from_millis(300))
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let d = wait_for_value(SHORT, || async {
+        store
+            .try_acquire_lease("expiring", 0, "relay-d", TTL)
+            .await
+            .expect("acquire")
+    })
+    .await
+    .expect("an expired lease is taken over");
+    assert!(d.epoch > c.epoch, "takeover after expiry increases the epoch");
+    assert!(
+        !store.renew_lease(&c, TTL).await.expect("renew"),
+        "an expired, taken-over lease cannot be renewed"
+    );
+    let leases = store.list_leases("expiring").await.expect("list_leases");
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].owner.as_str(), leases[0].live), ("relay-d", true));
+}
+
+/// `fetch_pending`: `FromOldest` returns pending entries in seq order (also those not
+/// yet due), with a limit; `Stream` returns one stream's; `AfterSeq(c)` returns newer
+/// entries of streams with nothing pending at or below `c`. Delivered and dead entries
+/// leave the pending set; results record attempts, errors and times; reads are
+/// confined to the lease's partition.
+pub async fn fetch_pending_and_record_results<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let (a1, a2, b1, a3) = (ev("A", 1), ev("A", 2), ev("B", 1), ev("A", 3));
+    store
+        .append("s-a", ExpectedVersion::Any, vec![a1.clone(), a2.clone()])
+        .await
+        .expect("append");
+    store
+        .append("s-b", ExpectedVersion::Any, vec![b1.clone()])
+        .await
+        .expect("append");
+    store
+        .append("s-a", ExpectedVersion::Any, vec![a3.clone()])
+        .await
+        .expect("append");
+    let id = |e: &eskit::EventData| super::support::entry_id(e, "hook");
+    let (a1, a2, b1, a3) = (id(&a1), id(&a2), id(&b1), id(&a3));
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let fetch = |q: PendingQuery, limit: u32| {
+        let store = &store;
+        let lease = &lease;
+        async move { store.fetch_pending(lease, &q, limit).await.expect("fetch_pending") }
+    };
+
+    let all = fetch(PendingQuery::FromOldest, 100).await;
+    assert_eq!(ids(&all), vec![a1, a2, b1, a3], "FromOldest is in seq order");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let seq = |id: Uuid| all.iter().find(|e| e.id == id).map(|e| e.seq).expect("seq");
+    assert_eq!(
+        ids(&fetch(PendingQuery::FromOldest, 2).await),
+        vec![a1, a2],
+        "the limit holds"
+    );
+    assert_eq!(
+        ids(&fetch(PendingQuery::Stream("s-a".into()), 100).await),
+        vec![a1, a2, a3]
+    );
+    assert_eq!(ids(&fetch(PendingQuery::Stream("s-a".into()), 1).await), vec![a1]);
+    assert_eq!(ids(&fetch(PendingQuery::Stream("s-b".into()), 100).await), vec![b1]);
+    assert!(fetch(PendingQuery::Stream("nope".into()), 100).await.is_empty());
+    assert_eq!(
+        ids(&fetch(PendingQuery::AfterSeq(seq(a1)), 100).await),
+        vec![b1],
+        "AfterSeq skips streams with a pending entry at or below the cursor"
+    );
+    assert!(fetch(PendingQuery::AfterSeq(seq(b1)), 100).await.is_empty());
+
+    let now = OffsetDateTime::now_utc();
+    let later = now + time::Duration::hours(1);
+    store
+        .record_results(
+            &lease,
+            &[delivered(a1, 1, now), retry(b1, 1, later, "boom: 503 from receiver")],
+        )
+        .await
+        .expect("record_results");
+    let all = fetch(PendingQuery::FromOldest, 100).await;
+    assert_eq!(
+        ids(&all),
+        vec![a2, b1, a3],
+        "a delivered entry leaves; a retrying one stays, due or not"
+    );
+    let retrying = all.iter().find(|e| e.id == b1).expect("b1");
+    assert_eq!(retrying.attempts, 1);
+    assert_eq!(retrying.last_error.as_deref(), Some("boom: 503 from receiver"));
+    assert!(
+        close(retrying.next_attempt_at, later),
+        "next_attempt_at recorded: {}",
+        retrying.next_attempt_at
+    );
+    assert_eq!(retrying.state, EntryState::Pending);
+    assert_eq!(
+        ids(&fetch(PendingQuery::AfterSeq(seq(a1)), 100).await),
+        vec![a2, b1, a3]
+    );
+    assert_eq!(ids(&fetch(PendingQuery::AfterSeq(seq(a2)), 100).await), vec![b1]);
+
+    let done = entry(&*store, a1).await.expect("a1");
+    assert_eq!((done.state, done.attempts), (EntryState::Delivered, 1));
+    assert!(
+        done.delivered_at.is_some_and(|t| close(t, now)),
+        "delivered_at: {:?}",
+        done.delivered_at
+    );
+
+    store
+        .record_results(&lease, &[dead(a2, 3, now, "410 Gone")])
+        .await
+        .expect("record_results");
+    assert_eq!(ids(&fetch(PendingQuery::FromOldest, 100).await), vec![b1, a3]);
+    let dlq = entries_in(&*store, "hook", EntryState::Dead).await;
+    assert_eq!(ids(&dlq), vec![a2]);
+    assert_eq!((dlq[0].attempts, dlq[0].last_error.as_deref()), (3, Some("410 Gone")));
+    assert!(
+        dlq[0].dead_at.is_some_and(|t| close(t, now)),
+        "dead_at: {:?}",
+        dlq[0].dead_at
+    );
+    assert_eq!(dlq[0].delivered_at, None);
+
+    // Bulk: several results in one call.
+    store
+        .record_results(&lease, &[delivered(b1, 2, now), delivered(a3, 1, now)])
+        .await
+        .expect("record_results");
+    assert!(fetch(PendingQuery::FromOldest, 100).await.is_empty());
+    assert_eq!(entries_in(&*store, "hook", EntryState::Delivered).await.len(), 3);
+
+    // Reads stay within the lease's partition.
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(4),
+        )
+        .await;
+    let streams: Vec<String> = (0..64).map(|i| format!("p-{i}")).collect();
+    for s in &streams {
+        store
+            .append(s, ExpectedVersion::Any, vec![ev("A", 1)])
+            .await
+            .expect("append");
+    }
+    for partition in 0..4 {
+        let lease = store
+            .try_acquire_lease("hook", partition, "relay-a", TTL)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        let got = store
+            .fetch_pending(&lease, &PendingQuery::FromOldest, 1000)
+            .await
+            .expect("fetch_pending");
+        let expected = streams.iter().filter(|s| partition_of(s, 4) == partition).count();
+        assert_eq!(got.len(), expected, "partition {partition}");
+        assert!(got.iter().all(|e| e.partition == partition));
+    }
+}
+
+/// `status` counts pending (and of those, retrying), delivered and dead per
+/// destination, with the oldest pending age; `destinations` names those with entries.
+pub async fn status_counts<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .with_outbox("audit", RouteFilter::all().event_types(["Audited"]))
+                .partitions(1),
+        )
+        .await;
+    let events: Vec<_> = (1..=5).map(|n| ev("A", n)).collect();
+    store
+        .append("s", ExpectedVersion::Any, events.clone())
+        .await
+        .expect("append");
+    store
+        .append("t", ExpectedVersion::Any, vec![ev("Audited", 1)])
+        .await
+        .expect("append");
+    let id = |i: usize| super::support::entry_id(&events[i], "hook");
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let now = OffsetDateTime::now_utc();
+    store
+        .record_results(
+            &lease,
+            &[
+                delivered(id(0), 1, now),
+                dead(id(1), 1, now, "400"),
+                retry(id(2), 2, now + time::Duration::minutes(5), "503"),
+            ],
+        )
+        .await
+        .expect("record_results");
+
+    // hook: s1 delivered, s2 dead, s3 retrying, s4, s5 and t1 pending.
+    let status = store.status().await.expect("status");
+    let hook = status.iter().find(|s| s.destination == "hook").expect("hook status");
+    assert_eq!(
+        (hook.pending, hook.retrying, hook.delivered, hook.dead),
+        (4, 1, 1, 1),
+        "hook: {hook:?}"
+    );
+    assert!(hook.oldest_pending_age_secs.is_some_and(|a| a >= 0.0), "{hook:?}");
+    let audit = status.iter().find(|s| s.destination == "audit").expect("audit status");
+    assert_eq!(
+        (audit.pending, audit.retrying, audit.delivered, audit.dead),
+        (1, 0, 0, 0)
+    );
+    let mut names = store.destinations().await.expect("destinations");
+    names.sort();
+    assert_eq!(names, vec!["audit", "hook"]);
+}
+
+/// `purge_delivered(before)` deletes delivered entries delivered before `before`, in
+/// bulk, and nothing else.
+pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let events: Vec<_> = (1..=5).map(|n| ev("A", n)).collect();
+    store
+        .append("s", ExpectedVersion::Any, events.clone())
+        .await
+        .expect("append");
+    let id = |i: usize| super::support::entry_id(&events[i], "hook");
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let now = OffsetDateTime::now_utc();
+    let old = now - time::Duration::hours(2);
+    store
+        .record_results(
+            &lease,
+            &[
+                delivered(id(0), 1, old),
+                delivered(id(1), 1, old),
+                delivered(id(2), 1, now),
+                dead(id(3), 1, old, "400"),
+            ],
+        )
+        .await
+        .expect("record_results");
+    let cutoff = now - time::Duration::hours(1);
+    assert_eq!(store.purge_delivered(cutoff).await.expect("purge"), 2);
+    assert_eq!(ids(&entries_of(&*store, "hook").await), vec![id(2), id(3), id(4)]);
+    assert_eq!(store.purge_delivered(cutoff).await.expect("purge again"), 0);
+    assert_eq!(
+        store
+            .purge_delivered(now + time::Duration::minutes(1))
+            .await
+            .expect("purge all delivered"),
+        1
+    );
+    let left = entries_of(&*store, "hook").await;
+    assert_eq!(ids(&left), vec![id(3), id(4)], "dead and pending entries stay");
+    assert_eq!(left[0].state, EntryState::Dead);
+    assert_eq!(left[1].state, EntryState::Pending);
+}
+
+/// The dead-letter queue: list by destination, replay one entry or a whole
+/// destination (attempts reset, due now), discard one or a destination; only dead
+/// entries are touched.
+pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .with_outbox("audit", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let events: Vec<_> = (1..=3).map(|n| ev("A", n)).collect();
+    for (i, e) in events.iter().enumerate() {
+        store
+            .append(&format!("s{i}"), ExpectedVersion::Any, vec![e.clone()])
+            .await
+            .expect("append");
+    }
+    let hook = |i: usize| super::support::entry_id(&events[i], "hook");
+    let audit = |i: usize| super::support::entry_id(&events[i], "audit");
+    let now = OffsetDateTime::now_utc();
+    for (dest, results) in [
+        (
+            "hook",
+            vec![
+                dead(hook(0), 5, now, "500 x5"),
+                dead(hook(1), 5, now, "500 x5"),
+                dead(hook(2), 1, now, "410"),
+            ],
+        ),
+        (
+            "audit",
+            vec![dead(audit(0), 1, now, "400"), dead(audit(1), 1, now, "400")],
+        ),
+    ] {
+        let lease = store
+            .try_acquire_lease(dest, 0, "relay-a", TTL)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        store.record_results(&lease, &results).await.expect("record_results");
+    }
+    let listed = entries_in(&*store, "hook", EntryState::Dead).await;
+    assert_eq!(ids(&listed), vec![hook(0), hook(1), hook(2)]);
+    assert_eq!(
+        (listed[0].attempts, listed[0].last_error.as_deref()),
+        (5, Some("500 x5"))
+    );
+    assert_eq!(entries_in(&*store, "audit", EntryState::Dead).await.len(), 2);
+
+    let one = DeadSelector {
+        id: Some(hook(1)),
+        destination: None,
+    };
+    assert_eq!(store.replay_dead(&one).await.expect("replay one"), 1);
+    let replayed = entry(&*store, hook(1)).await.expect("entry");
+    assert_eq!(
+        (replayed.state, replayed.attempts),
+        (EntryState::Pending, 0),
+        "replay resets attempts"
+    );
+    assert!(
+        replayed.next_attempt_at <= OffsetDateTime::now_utc() + time::Duration::seconds(2),
+        "a replayed entry is due now"
+    );
+    assert_eq!(
+        store.replay_dead(&one).await.expect("replay again"),
+        0,
+        "only dead entries replay"
+    );
+    let whole = DeadSelector {
+        id: None,
+        destination: Some("hook".into()),
+    };
+    assert_eq!(store.replay_dead(&whole).await.expect("replay destination"), 2);
+    assert!(entries_in(&*store, "hook", EntryState::Dead).await.is_empty());
+    assert_eq!(entries_in(&*store, "hook", EntryState::Pending).await.len(), 3);
+    assert_eq!(
+        entries_in(&*store, "audit", EntryState::Dead).await.len(),
+        2,
+        "another destination's DLQ is untouched"
+    );
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let pending = store
+        .fetch_pending(&lease, &PendingQuery::FromOldest, 100)
+        .await
+        .expect("fetch_pending");
+    assert_eq!(
+        ids(&pending),
+        vec![hook(0), hook(1), hook(2)],
+        "replayed entries are pending again"
+    );
+
+    assert_eq!(
+        store
+            .discard_dead(&DeadSelector {
+                id: Some(hook(0)),
+                destination: None
+            })
+            .await
+            .expect("discard a pending entry"),
+        0,
+        "discard touches only dead entries"
+    );
+    assert_eq!(
+        store
+            .discard_dead(&DeadSelector {
+                id: Some(audit(0)),
+                destination: None
+            })
+            .await
+            .expect("discard one"),
+        1
+    );
+    assert!(entry(&*store, audit(0)).await.is_none(), "a discarded entry is gone");
+    assert_eq!(
+        store
+            .discard_dead(&DeadSelector {
+                id: None,
+                destination: Some("audit".into())
+            })
+            .await
+            .expect("discard destination"),
+        1
+    );
+    let audit_left = entries_of(&*store, "audit").await;
+    assert_eq!(ids(&audit_left), vec![audit(2)], "the pending audit entry stays");
+    assert_eq!(audit_left[0].state, EntryState::Pending);
+}
+
+/// A commit that writes outbox entries notifies the store's wakeup (in-process or
+/// through the database), for plain appends and for transactions.
+pub async fn commit_wakes_the_relay<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .destination("mail"),
+        )
+        .await;
+    let wakeup = store.wakeup();
+
+    let notified = wakeup.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    store
+        .append("s", ExpectedVersion::Any, vec![ev("A", 1)])
+        .await
+        .expect("append");
+    assert!(
+        tokio::time::timeout(SHORT, notified).await.is_ok(),
+        "an append with outbox entries wakes the relay"
+    );
+
+    let notified = wakeup.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let mut tx = store.begin().await.expect("begin");
+    let message = eskit::OutboxMessage::json("mail", "m", "Ping", &serde_json::json!({})).expect("message");
+    tx.write_outbox(message).await.expect("write_outbox");
+    tx.commit().await.expect("commit");
+    assert!(
+        tokio::time::timeout(SHORT, notified).await.is_ok(),
+        "a committed transaction with outbox messages wakes the relay"
+    );
+}
