@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use eskit::{DeliveryError, Destination, OutboxEntry};
 
-use crate::broker::{BrokerConfigError, Sanitize, SecretUrl, Template, check_publish_subject, percent_decode};
+use crate::broker::{BrokerConfigError, Sanitize, SecretUrl, Template, percent_decode};
 use crate::envelope::{BodyFormat, body, entry_headers};
 
 /// Default wait for the connection and for each PubAck.
@@ -299,6 +299,26 @@ fn record_event(violations: &Violations, event: Event) {
     }
 }
 
+/// Checks that `subject` is a valid NATS publish subject: non-empty dot-separated
+/// tokens, no whitespace, no wildcards.
+pub(crate) fn check_publish_subject(subject: &str) -> Result<(), String> {
+    if subject.is_empty() {
+        return Err("subject is empty".into());
+    }
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("subject contains whitespace".into());
+    }
+    for token in subject.split('.') {
+        if token.is_empty() {
+            return Err("subject has an empty token (leading, trailing or double `.`)".into());
+        }
+        if token == "*" || token == ">" {
+            return Err("subject contains a wildcard; publish subjects must be literal".into());
+        }
+    }
+    Ok(())
+}
+
 /// JetStream API errors that will not go away by retrying the same message.
 fn is_permanent_api_error(error: &jetstream::Error) -> bool {
     let code = error.error_code();
@@ -400,6 +420,14 @@ mod tests {
         let mut c = NatsConfig::new("nats://127.0.0.1:4222", "a");
         c.timeout = Some(Duration::ZERO);
         assert!(NatsDestination::new(c).is_err());
+    }
+
+    #[test]
+    fn publish_subjects_are_checked() {
+        assert!(check_publish_subject("a.b.c").is_ok());
+        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a b"] {
+            assert!(check_publish_subject(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

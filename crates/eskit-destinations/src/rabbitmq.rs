@@ -179,18 +179,19 @@ impl RabbitMqDestination {
         }
         *link = None;
         let properties = ConnectionProperties::default().with_connection_name("eskit".into());
-        let connection = match tokio::time::timeout(self.timeout, Connection::connect(self.url.expose(), properties)).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                return Err(self.classify(&format!("cannot connect to {}", self.url), &e));
-            }
-            Err(_) => {
-                return Err(DeliveryError::retryable(format!(
-                    "rabbitmq: connecting to {} timed out after {:?}",
-                    self.url, self.timeout
-                )));
-            }
-        };
+        let connection =
+            match tokio::time::timeout(self.timeout, Connection::connect(self.url.expose(), properties)).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => {
+                    return Err(self.classify(&format!("cannot connect to {}", self.url), &e));
+                }
+                Err(_) => {
+                    return Err(DeliveryError::retryable(format!(
+                        "rabbitmq: connecting to {} timed out after {:?}",
+                        self.url, self.timeout
+                    )));
+                }
+            };
         let channel = self.open_channel(&connection).await?;
         *link = Some(Link {
             connection,
@@ -278,17 +279,16 @@ impl RabbitMqDestination {
 /// Errors that will not go away by retrying the same message.
 fn is_permanent(error: &lapin::Error) -> bool {
     match error.kind() {
-        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+        ErrorKind::ProtocolError(amqp) => matches!(
+            amqp.kind(),
             AMQPErrorKind::Soft(
                 AMQPSoftError::NOTFOUND
-                | AMQPSoftError::ACCESSREFUSED
-                | AMQPSoftError::CONTENTTOOLARGE
-                | AMQPSoftError::PRECONDITIONFAILED
-                | AMQPSoftError::NOROUTE,
-            ) => true,
-            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED | AMQPHardError::INVALIDPATH) => true,
-            _ => false,
-        },
+                    | AMQPSoftError::ACCESSREFUSED
+                    | AMQPSoftError::CONTENTTOOLARGE
+                    | AMQPSoftError::PRECONDITIONFAILED
+                    | AMQPSoftError::NOROUTE,
+            ) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED | AMQPHardError::INVALIDPATH)
+        ),
         ErrorKind::AuthProviderError(_) | ErrorKind::InvalidProtocolVersion(_) => true,
         _ => false,
     }
@@ -367,7 +367,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.body, BodyFormat::Payload);
         assert_eq!(c.timeout, None);
-        assert!(serde_json::from_str::<RabbitMqConfig>(r#"{"url":"x","exchange":"x","routing_key":"a","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<RabbitMqConfig>(r#"{"url":"x","exchange":"x","routing_key":"a","x":1}"#).is_err()
+        );
     }
 
     #[test]

@@ -208,14 +208,22 @@ fn is_permanent(error: &RedisError) -> bool {
     if matches!(error.code(), Some("WRONGTYPE" | "NOPERM" | "WRONGPASS" | "NOAUTH")) {
         return true;
     }
-    if matches!(error.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig) {
+    if matches!(
+        error.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+    ) {
         return true;
     }
     if error.code() == Some("ERR") {
         let detail = error.detail().unwrap_or_default().to_ascii_lowercase();
-        return ["unknown command", "syntax error", "wrong number of arguments", "invalid bulk length"]
-            .iter()
-            .any(|d| detail.contains(d));
+        return [
+            "unknown command",
+            "syntax error",
+            "wrong number of arguments",
+            "invalid bulk length",
+        ]
+        .iter()
+        .any(|d| detail.contains(d));
     }
     false
 }
@@ -244,9 +252,10 @@ mod tests {
 
     #[test]
     fn config_parses_and_rejects_unknown_keys() {
-        let c: RedisConfig =
-            serde_json::from_str(r#"{"url":"redis://127.0.0.1:6379","stream":"s:{stream}","maxlen":1000,"timeout":"2s"}"#)
-                .unwrap();
+        let c: RedisConfig = serde_json::from_str(
+            r#"{"url":"redis://127.0.0.1:6379","stream":"s:{stream}","maxlen":1000,"timeout":"2s"}"#,
+        )
+        .unwrap();
         assert_eq!(c.maxlen, Some(1000));
         assert_eq!(c.timeout, Some(Duration::from_secs(2)));
         assert!(serde_json::from_str::<RedisConfig>(r#"{"url":"x","stream":"a","max_len":1}"#).is_err());

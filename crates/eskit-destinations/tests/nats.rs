@@ -229,9 +229,16 @@ authorization {{
             .kill_on_drop(true)
             .spawn()
             .expect("nats-server binary (installed with the NATS service)");
-        eventually(Duration::from_secs(10), "private nats-server to listen", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "private nats-server to listen",
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
         .await;
         Self {
             _child: child,
@@ -245,14 +252,24 @@ authorization {{
 async fn permission_and_auth_failures_are_permanent_and_hide_the_password() {
     let server = PrivateServer::start().await;
 
-    let mut denied = NatsConfig::new(format!("nats://eskit:s3cret-pw@127.0.0.1:{}", server.port), "denied.{stream}");
+    let mut denied = NatsConfig::new(
+        format!("nats://eskit:s3cret-pw@127.0.0.1:{}", server.port),
+        "denied.{stream}",
+    );
     denied.timeout = Some(Duration::from_secs(2));
     let denied = NatsDestination::new(denied).unwrap();
     let err = assert_permanent(denied.deliver(&entry("order-1", 0, "T")).await);
-    assert!(err.message.to_lowercase().contains("permissions violation"), "{}", err.message);
+    assert!(
+        err.message.to_lowercase().contains("permissions violation"),
+        "{}",
+        err.message
+    );
     assert!(!err.message.contains("s3cret-pw"));
 
-    let mut wrong = NatsConfig::new(format!("nats://eskit:wrong-pw-123@127.0.0.1:{}", server.port), "allowed.x");
+    let mut wrong = NatsConfig::new(
+        format!("nats://eskit:wrong-pw-123@127.0.0.1:{}", server.port),
+        "allowed.x",
+    );
     wrong.timeout = Some(Duration::from_secs(2));
     let wrong = NatsDestination::new(wrong).unwrap();
     let err = assert_permanent(wrong.deliver(&entry("order-1", 0, "T")).await);

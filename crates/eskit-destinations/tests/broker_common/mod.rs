@@ -21,7 +21,9 @@ pub fn unique() -> String {
 /// key order), so byte-for-byte comparison catches re-serialisation.
 pub fn entry(stream: &str, n: usize, event_type: &str) -> OutboxEntry {
     let payload = format!(r#"{{"n": {n},  "stream":"{stream}", "z":[1, 2.50]}}"#);
-    let metadata = (n % 2 == 0).then(|| format!(r#"{{"traceparent":"{TRACEPARENT}","other":1}}"#));
+    let metadata = n
+        .is_multiple_of(2)
+        .then(|| format!(r#"{{"traceparent":"{TRACEPARENT}","other":1}}"#));
     let now = OffsetDateTime::now_utc();
     OutboxEntry {
         seq: n as i64,
@@ -50,7 +52,17 @@ pub fn entries(streams: &[&str], per_stream: usize) -> BTreeMap<String, Vec<Outb
         .iter()
         .map(|s| {
             let list = (0..per_stream)
-                .map(|n| entry(s, n, if n % 3 == 0 { "OrderPlaced" } else { "Order.Shipped" }))
+                .map(|n| {
+                    entry(
+                        s,
+                        n,
+                        if n.is_multiple_of(3) {
+                            "OrderPlaced"
+                        } else {
+                            "Order.Shipped"
+                        },
+                    )
+                })
                 .collect();
             (s.to_string(), list)
         })
@@ -114,7 +126,9 @@ pub fn expected_headers(e: &OutboxEntry) -> Vec<(&'static str, String)> {
         ("eskit-event-type", e.event_type.clone()),
         (
             "eskit-created-at",
-            e.created_at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            e.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
         ),
     ];
     if e.metadata.is_some() {
