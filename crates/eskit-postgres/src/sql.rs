@@ -13,6 +13,9 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 /// Version 1 of the schema (a template: `{schema}` and `{channel}` are filled in).
 pub(crate) const MIGRATION_0001_INIT: &str = include_str!("../migrations/0001_init.sql");
 
+/// Version 2 of the schema: relay presence (a template: `{schema}` is filled in).
+pub(crate) const MIGRATION_0002_RELAYS: &str = include_str!("../migrations/0002_relays.sql");
+
 /// Name of the migrations bookkeeping table, inside the store's schema (not sqlx's
 /// default `_sqlx_migrations`).
 pub(crate) const MIGRATIONS_TABLE: &str = "eskit_migrations";
@@ -296,6 +299,23 @@ const ENABLE_DESTINATION: &str = "DELETE FROM {schema}.destination_state WHERE d
 const SELECT_DISABLED_DESTINATIONS: &str =
     "SELECT destination, disabled_reason, disabled_at FROM {schema}.destination_state ORDER BY destination";
 
+// ---------------------------------------------------------------------------------
+// Relay presence
+// ---------------------------------------------------------------------------------
+
+/// A relay announces itself for a destination for `ttl` seconds (zero: it left), and
+/// presence rows that ended over an hour ago are forgotten, in one statement.
+/// Binds: destination, owner, ttl (seconds, float8).
+const HEARTBEAT: &str = "WITH forget AS ( \
+        DELETE FROM {schema}.outbox_relays WHERE expires_at < clock_timestamp() - interval '1 hour') \
+     INSERT INTO {schema}.outbox_relays (destination, owner, expires_at) \
+     VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+     ON CONFLICT (destination, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at";
+
+/// Relays alive for a destination. Binds: destination.
+const SELECT_LIVE_RELAYS: &str = "SELECT owner FROM {schema}.outbox_relays \
+     WHERE destination = $1 AND expires_at > clock_timestamp() ORDER BY owner";
+
 /// A statement with the schema filled in; cheap to clone (shared text).
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt(Arc<str>);
@@ -342,6 +362,8 @@ pub(crate) struct Sql {
     pub disable_destination: Stmt,
     pub enable_destination: Stmt,
     pub select_disabled_destinations: Stmt,
+    pub heartbeat: Stmt,
+    pub select_live_relays: Stmt,
 }
 
 impl Sql {
@@ -377,13 +399,17 @@ impl Sql {
             disable_destination: s(DISABLE_DESTINATION),
             enable_destination: s(ENABLE_DESTINATION),
             select_disabled_destinations: s(SELECT_DISABLED_DESTINATIONS),
+            heartbeat: s(HEARTBEAT),
+            select_live_relays: s(SELECT_LIVE_RELAYS),
         }
     }
 }
 
-/// The migration text for a schema and notification channel.
-pub(crate) fn migration_0001(quoted_schema: &str, channel: &str) -> String {
-    MIGRATION_0001_INIT
-        .replace("{schema}", quoted_schema)
-        .replace("{channel}", channel)
+/// The migrations (version, description, text) for a schema and notification channel.
+pub(crate) fn migrations(quoted_schema: &str, channel: &str) -> Vec<(i64, &'static str, String)> {
+    let fill = |t: &str| t.replace("{schema}", quoted_schema).replace("{channel}", channel);
+    vec![
+        (1, "init", fill(MIGRATION_0001_INIT)),
+        (2, "relays", fill(MIGRATION_0002_RELAYS)),
+    ]
 }

@@ -321,20 +321,28 @@ impl PgStore {
 /// (sqlx's migration lock is a session lock: closing the connection always frees it).
 async fn migrate(pool: &PgPool, schema: &SchemaName) -> Result<()> {
     let quoted = schema.quoted();
-    let text = sql::migration_0001(&quoted, &schema.channel());
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        AssertSqlSafe(text).into_sql_str(),
-        false,
-    )]);
+    let migrations = sql::migrations(&quoted, &schema.channel())
+        .into_iter()
+        .map(|(version, description, text)| {
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                AssertSqlSafe(text).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
     migrator.dangerous_set_table_name(format!("{quoted}.{}", sql::MIGRATIONS_TABLE));
     migrator.create_schema(quoted);
     let options: PgConnectOptions = (*pool.connect_options()).clone();
     let mut conn = options.connect().await.map_err(db("connecting for migrations"))?;
+    // `run_direct` on the concrete connection, not `run` (generic over `Acquire`), so
+    // that the `open()` future is provably `Send` (sqlx's own way around
+    // "implementation of `Acquire` is not general enough").
     let outcome = migrator
-        .run(&mut conn)
+        .run_direct(None, &mut conn, false)
         .await
         .map_err(|e| Error::database("migrating the database", e));
     let _ = conn.close().await;
@@ -441,5 +449,19 @@ impl Inner {
             self.wakeup.clone(),
             self.stop.clone(),
         ));
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: T) {}
+
+    #[allow(dead_code)]
+    fn futures_are_send(store: PgStore, conn: &mut PgConnection) {
+        is_send(PgStore::builder("postgres://x").open());
+        is_send(store.append_in(conn, "s", ExpectedVersion::Any, Vec::new()));
+        is_send(store.begin());
     }
 }

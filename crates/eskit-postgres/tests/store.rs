@@ -50,7 +50,7 @@ async fn opening_twice_migrates_once_and_mixed_case_schema_works() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
 }
 
 #[tokio::test]
