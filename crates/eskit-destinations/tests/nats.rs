@@ -276,3 +276,35 @@ async fn permission_and_auth_failures_are_permanent_and_hide_the_password() {
     assert!(!err.message.contains("wrong-pw-123"), "{}", err.message);
     assert!(!format!("{wrong:?}").contains("wrong-pw-123"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retryable_and_the_same_destination_delivers_after_it() {
+    let ts = TestStream::new().await;
+    let proxy = Proxy::start("127.0.0.1:4222").await;
+    let mut config = NatsConfig::new(
+        format!("nats://127.0.0.1:{}", proxy.port()),
+        format!("{}.{{stream}}", ts.prefix),
+    );
+    config.timeout = Some(Duration::from_secs(1));
+    let dest = NatsDestination::new(config).unwrap();
+    let before = entry("order-1", 0, "T");
+    dest.deliver(&before).await.expect("delivers before the outage");
+
+    proxy.down().await;
+    let during = entry("order-1", 1, "T");
+    assert_retryable(dest.deliver(&during).await, None);
+
+    proxy.up().await;
+    deliver_until_ok(&dest, &during, Duration::from_secs(30)).await;
+    let ids: Vec<String> = ts
+        .read(2)
+        .await
+        .iter()
+        .map(|m| header(m, "eskit-entry-id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![before.id.to_string(), during.id.to_string()]);
+    // A publish buffered during the outage and flushed on reconnect is dropped as
+    // a duplicate of the retry.
+    assert_eq!(ts.count().await, 2);
+    ts.cleanup().await;
+}

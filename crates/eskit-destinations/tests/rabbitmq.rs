@@ -290,3 +290,33 @@ fn invalid_configs_are_rejected() {
     let toml_like = serde_json::json!({"url": URL, "exchange": "x", "routing_key": "a", "routingkey": "typo"});
     assert!(serde_json::from_value::<RabbitMqConfig>(toml_like).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retryable_and_the_same_destination_reconnects() {
+    let topo = Topology::new(Some("#")).await;
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut config = RabbitMqConfig::new(
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
+        &topo.exchange,
+        "{stream}",
+    );
+    config.timeout = Some(Duration::from_secs(2));
+    let dest = RabbitMqDestination::new(config).unwrap();
+    let before = entry("order-1", 0, "T");
+    dest.deliver(&before).await.expect("delivers before the outage");
+
+    proxy.down().await;
+    let during = entry("order-1", 1, "T");
+    assert_retryable(dest.deliver(&during).await, Some("guest:guest"));
+
+    proxy.up().await;
+    deliver_until_ok(&dest, &during, Duration::from_secs(30)).await;
+    let ids: Vec<String> = topo
+        .read(2)
+        .await
+        .iter()
+        .map(|d| d.properties.message_id().clone().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![before.id.to_string(), during.id.to_string()]);
+    topo.cleanup().await;
+}

@@ -184,3 +184,26 @@ fn invalid_configs_are_rejected() {
     let toml_like = serde_json::json!({"url": URL, "stream": "a", "max_len": 3});
     assert!(serde_json::from_value::<RedisConfig>(toml_like).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retryable_and_the_same_destination_reconnects() {
+    let key = format!("eskit-test:{}:outage", unique());
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut config = RedisConfig::new(format!("redis://127.0.0.1:{}", proxy.port()), &key);
+    config.timeout = Some(Duration::from_secs(2));
+    let dest = RedisDestination::new(config).unwrap();
+    let before = entry("order-1", 0, "T");
+    dest.deliver(&before).await.expect("delivers before the outage");
+
+    proxy.down().await;
+    let during = entry("order-1", 1, "T");
+    assert_retryable(dest.deliver(&during).await, None);
+
+    proxy.up().await;
+    deliver_until_ok(&dest, &during, Duration::from_secs(30)).await;
+    let mut c = conn().await;
+    let records = xrange(&mut c, &key).await;
+    let ids: Vec<&str> = records.iter().map(|(_, f)| text(&f[1])).collect();
+    assert_eq!(ids, vec![before.id.to_string(), during.id.to_string()]);
+    del(&mut c, &[key]).await;
+}

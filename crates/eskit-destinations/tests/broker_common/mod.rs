@@ -177,3 +177,103 @@ pub fn assert_permanent(result: Result<(), DeliveryError>) -> DeliveryError {
     assert!(err.is_permanent(), "expected permanent, got {err:?}");
     err
 }
+
+/// A TCP proxy on a loopback port in front of a real broker, which a test can take
+/// down (listener closed, every connection cut) and bring back on the same port:
+/// a broker outage without touching the shared broker.
+pub struct Proxy {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (e.g. `127.0.0.1:4222`).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let proxy = Self {
+            port: listener.local_addr().expect("addr").port(),
+            upstream: upstream.parse().expect("upstream address"),
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// The broker "goes down": no new connections, every open one cut.
+    pub async fn down(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in &tasks {
+            t.abort();
+        }
+        // Wait until the listener is really closed.
+        eventually(Duration::from_secs(5), "proxy listener to close", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The broker is back on the same port.
+    pub async fn up(&self) {
+        let listener = eventually(Duration::from_secs(5), "proxy port to be free again", || async {
+            tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.ok()
+        })
+        .await;
+        self.serve(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Delivers `e` until it succeeds (within `within`), asserting every failure on the
+/// way is retryable. Returns how many attempts failed.
+pub async fn deliver_until_ok<D: Destination>(d: &D, e: &OutboxEntry, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    let mut failures = 0;
+    loop {
+        match d.deliver(e).await {
+            Ok(()) => return failures,
+            Err(err) => {
+                assert!(!err.is_permanent(), "a broker outage must be retryable: {err:?}");
+                failures += 1;
+                assert!(Instant::now() < deadline, "still failing after {within:?}: {err:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
