@@ -137,6 +137,51 @@ pub enum OutboxCommand {
     Dlq(DlqCommand),
     /// Delete delivered entries delivered longer ago than --older-than.
     Purge(PurgeArgs),
+    /// Re-enable a destination that a `410 Gone` or an operator disabled.
+    Enable(DestinationArgs),
+    /// Stop delivering to a destination (its entries stay pending) until it is enabled.
+    Disable(DisableArgs),
+}
+
+/// `eskit outbox enable`.
+#[derive(Debug, Args)]
+pub struct DestinationArgs {
+    /// The destination.
+    #[arg(long, value_name = "NAME")]
+    pub destination: String,
+}
+
+/// `eskit outbox disable`.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The destination.
+    #[arg(long, value_name = "NAME")]
+    pub destination: String,
+    /// Why (shown by `outbox status`).
+    #[arg(long, value_name = "TEXT", default_value = "disabled by an operator")]
+    pub reason: String,
+}
+
+/// Dead-letter filters shared by `dlq list`, `dlq replay` and `dlq discard`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DeadFilterArgs {
+    /// Only entries dead-lettered at or after this time: RFC 3339
+    /// (`2026-01-01T00:00:00Z`) or an age (`1h` = one hour ago).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub dead_from: Option<time::OffsetDateTime>,
+    /// Only entries dead-lettered before this time (RFC 3339 or an age).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub dead_to: Option<time::OffsetDateTime>,
+    /// Only entries whose last error contains this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub error: Option<String>,
+}
+
+impl DeadFilterArgs {
+    /// Whether any filter is set.
+    pub fn is_set(&self) -> bool {
+        self.dead_from.is_some() || self.dead_to.is_some() || self.error.is_some()
+    }
 }
 
 /// `--json`.
@@ -162,6 +207,9 @@ pub struct ListArgs {
     /// At most this many entries.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: u32,
+    /// Only entries after this `seq` (paging: pass the last `seq` printed).
+    #[arg(long, value_name = "SEQ")]
+    pub after_seq: Option<i64>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -205,24 +253,35 @@ pub struct DlqListArgs {
     /// Only this destination.
     #[arg(long, value_name = "D")]
     pub destination: Option<String>,
+    /// Time range and error text.
+    #[command(flatten)]
+    pub filter: DeadFilterArgs,
     /// At most this many entries.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: u32,
+    /// Only entries after this `seq` (paging: pass the last `seq` printed).
+    #[arg(long, value_name = "SEQ")]
+    pub after_seq: Option<i64>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Which dead entries: `--id`, `--destination`, or both (the entry must then belong to it).
+/// Which dead entries: `--id`, `--destination`, or both (the entry must then belong to
+/// it); or a filter (`--error`, `--dead-from`, `--dead-to`, optionally with
+/// `--destination`).
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("selector").required(true).multiple(true).args(["id", "destination"])))]
+#[command(group(ArgGroup::new("selector").required(true).multiple(true).args(["id", "destination", "dead_from", "dead_to", "error"])))]
 pub struct DeadSelectorArgs {
     /// One dead entry.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["dead_from", "dead_to", "error"])]
     pub id: Option<Uuid>,
     /// Every dead entry of this destination.
     #[arg(long, value_name = "NAME")]
     pub destination: Option<String>,
+    /// Time range and error text.
+    #[command(flatten)]
+    pub filter: DeadFilterArgs,
 }
 
 /// `eskit outbox purge`.
@@ -244,6 +303,20 @@ pub fn parse_expected_version(s: &str) -> Result<eskit::ExpectedVersion, String>
             .map(eskit::ExpectedVersion::Exact)
             .map_err(|_| format!("{n:?} is not a version: use a number, `any`, `no-stream` or `exists`")),
     }
+}
+
+/// Parses an RFC 3339 time, or an age such as `1h` (that long ago).
+pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let age = humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time (2026-01-01T00:00:00Z) nor an age (1h, 30m)"))?;
+    time::Duration::try_from(age)
+        .ok()
+        .and_then(|age| time::OffsetDateTime::now_utc().checked_sub(age))
+        .ok_or_else(|| format!("{s:?} is too long ago"))
 }
 
 /// Parses a humantime duration (`1d`, `500ms`).

@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
-use eskit::{DeadSelector, DestinationStatus, EntryFilter, EntryState, OutboxEntry};
+use eskit::{DeadFilter, DeadSelector, DestinationStatus, EntryFilter, OutboxEntry};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::cli::{DeadSelectorArgs, DlqCommand, DlqListArgs, JsonFlag, ListArgs, OutboxCommand, PurgeArgs};
+use crate::cli::{
+    DeadFilterArgs, DeadSelectorArgs, DestinationArgs, DisableArgs, DlqCommand, DlqListArgs, JsonFlag, ListArgs,
+    OutboxCommand, PurgeArgs,
+};
 use crate::commands::append::print_json;
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
@@ -23,6 +26,8 @@ pub async fn run(config: &Config, command: OutboxCommand) -> CliResult {
         OutboxCommand::Dlq(DlqCommand::Replay(args)) => dlq_change(config, args, DlqAction::Replay).await,
         OutboxCommand::Dlq(DlqCommand::Discard(args)) => dlq_change(config, args, DlqAction::Discard).await,
         OutboxCommand::Purge(args) => purge(config, args).await,
+        OutboxCommand::Enable(args) => enable(config, args).await,
+        OutboxCommand::Disable(args) => disable(config, args).await,
     }
 }
 
@@ -126,29 +131,25 @@ async fn list(config: &Config, args: ListArgs) -> CliResult {
         destination: args.destination,
         state: args.state.map(Into::into),
         stream_id: args.stream,
-        after_seq: None,
+        after_seq: args.after_seq,
         limit: Some(args.limit),
     };
     let entries = store
         .list_entries(&filter)
         .await
         .map_err(CliError::store("listing outbox entries"))?;
+    more_hint(&entries, args.limit);
     print_entries(&entries, args.json, false)
 }
 
 async fn dlq_list(config: &Config, args: DlqListArgs) -> CliResult {
     let store = open_store(config).await?.outbox();
-    let filter = EntryFilter {
-        destination: args.destination,
-        state: Some(EntryState::Dead),
-        stream_id: None,
-        after_seq: None,
-        limit: Some(args.limit),
-    };
+    let filter = dead_filter(args.destination, &args.filter, args.after_seq, Some(args.limit));
     let entries = store
-        .list_entries(&filter)
+        .list_dead(&filter)
         .await
         .map_err(CliError::store("listing the dead-letter queue"))?;
+    more_hint(&entries, args.limit);
     print_entries(&entries, args.json, true)
 }
 
@@ -168,9 +169,17 @@ async fn dlq_change(config: &Config, args: DeadSelectorArgs, action: DlqAction) 
         DlqAction::Replay => ("replaying", "replayed"),
         DlqAction::Discard => ("discarding", "discarded"),
     };
-    let result = match action {
-        DlqAction::Replay => store.replay_dead(&selector).await,
-        DlqAction::Discard => store.discard_dead(&selector).await,
+    let result = if args.filter.is_set() {
+        let filter = dead_filter(args.destination.clone(), &args.filter, None, None);
+        match action {
+            DlqAction::Replay => store.replay_dead_matching(&filter).await,
+            DlqAction::Discard => store.discard_dead_matching(&filter).await,
+        }
+    } else {
+        match action {
+            DlqAction::Replay => store.replay_dead(&selector).await,
+            DlqAction::Discard => store.discard_dead(&selector).await,
+        }
     };
     let n = match result {
         Ok(n) => n,
@@ -187,6 +196,56 @@ async fn dlq_change(config: &Config, args: DeadSelectorArgs, action: DlqAction) 
         )));
     }
     println!("{done} {n} dead {}", if n == 1 { "entry" } else { "entries" });
+    Ok(())
+}
+
+/// A full page may have a next one: say how to get it (on stderr, so `--json` output
+/// stays clean).
+fn more_hint(entries: &[OutboxEntry], limit: u32) {
+    if entries.len() >= limit as usize
+        && let Some(last) = entries.last()
+    {
+        eprintln!("more entries may follow: add --after-seq {}", last.seq);
+    }
+}
+
+fn dead_filter(
+    destination: Option<String>,
+    f: &DeadFilterArgs,
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+) -> DeadFilter {
+    DeadFilter {
+        destination,
+        dead_from: f.dead_from,
+        dead_to: f.dead_to,
+        error_contains: f.error.clone().filter(|e| !e.is_empty()),
+        after_seq,
+        limit,
+    }
+}
+
+async fn enable(config: &Config, args: DestinationArgs) -> CliResult {
+    let store = open_store(config).await?.outbox();
+    let was_disabled = store
+        .enable_destination(&args.destination)
+        .await
+        .map_err(CliError::store(format!("enabling destination {:?}", args.destination)))?;
+    if was_disabled {
+        println!("enabled {}", args.destination);
+    } else {
+        println!("{} was not disabled", args.destination);
+    }
+    Ok(())
+}
+
+async fn disable(config: &Config, args: DisableArgs) -> CliResult {
+    let store = open_store(config).await?.outbox();
+    store
+        .disable_destination(&args.destination, &args.reason)
+        .await
+        .map_err(CliError::store(format!("disabling destination {:?}", args.destination)))?;
+    println!("disabled {}: {}", args.destination, args.reason);
     Ok(())
 }
 
