@@ -303,6 +303,22 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Disabled destinations with their reasons.
     async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>>;
 
+    /// Records that relay `owner` delivers to `destination` and is alive for `ttl` (a
+    /// zero `ttl` says it left). Relays call it every balancing tick, so that a relay
+    /// holding no lease yet still counts when the others compute their fair share of
+    /// partitions. The default does nothing (then a relay is only seen through its leases,
+    /// and a newcomer may wait until a lease expires).
+    async fn heartbeat(&self, destination: &str, owner: &str, ttl: Duration) -> Result<()> {
+        let _ = (destination, owner, ttl);
+        Ok(())
+    }
+
+    /// Owners of the relays alive for `destination` (see [`OutboxStore::heartbeat`]).
+    async fn live_relays(&self, destination: &str) -> Result<Vec<String>> {
+        let _ = destination;
+        Ok(Vec::new())
+    }
+
     /// Lists dead entries matching `filter`, oldest first, at most `filter.limit`
     /// (default 100). Page on with `after_seq` = the last entry's `seq`.
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {

@@ -183,7 +183,13 @@ impl Supervisor {
                         if exit == Exit::LeaseLost {
                             warn!(destination = %key.0, partition = key.1, "lease lost");
                         }
-                        running.remove(&key);
+                        // A partition handed back to another relay is released at once.
+                        if let Some(r) = running.remove(&key)
+                            && exit == Exit::Shutdown
+                            && let Err(err) = self.store.release_lease(&r.lease).await
+                        {
+                            warn!(error = %err, "could not release lease; it will expire");
+                        }
                     }
                 }
                 _ = tokio::time::sleep(tick) => {}
@@ -198,6 +204,11 @@ impl Supervisor {
                 && let Err(err) = self.store.release_lease(&r.lease).await
             {
                 warn!(error = %err, "could not release lease; it will expire");
+            }
+        }
+        for name in self.destinations.names() {
+            if let Err(err) = self.store.heartbeat(&name, &self.config.owner, Duration::ZERO).await {
+                warn!(error = %err, "could not sign off; the heartbeat will expire");
             }
         }
         info!(owner = %self.config.owner, "relay stopped");
@@ -225,8 +236,14 @@ impl Supervisor {
             let Some(destination) = self.destinations.get(&name).cloned() else {
                 continue;
             };
+            // Relays that hold no lease yet count too (they announce themselves).
+            self.store
+                .heartbeat(&name, &self.config.owner, self.config.lease_ttl)
+                .await?;
+            let relays = self.store.live_relays(&name).await?;
             let leases = self.store.list_leases(&name).await?;
             let mut owners: Vec<&str> = leases.iter().filter(|l| l.live).map(|l| l.owner.as_str()).collect();
+            owners.extend(relays.iter().map(String::as_str));
             owners.push(&self.config.owner);
             owners.sort_unstable();
             owners.dedup();
