@@ -45,6 +45,9 @@ pub enum Fault {
     AlwaysRetryable,
     /// Every attempt fails with a permanent error (the entry is dead-lettered at once).
     Permanent,
+    /// Every attempt fails with "gone" (like HTTP 410): the entry is dead-lettered and
+    /// the relay disables the whole destination.
+    Gone,
 }
 
 impl Fault {
@@ -300,6 +303,7 @@ impl RecordingSink {
                 "sink: entry {} rejected permanently",
                 entry.id
             ))),
+            Some(Fault::Gone) => Err(DeliveryError::gone(format!("sink: gone (entry {})", entry.id))),
             Some(Fault::AlwaysRetryable) => Err(DeliveryError::retryable(format!(
                 "sink: entry {} failed (call {call})",
                 entry.id

@@ -75,6 +75,7 @@ macro_rules! conformance_tests {
             purge_delivered_removes_old_deliveries,
             dead_letter_queue_operations,
             commit_wakes_the_relay,
+            destinations_disable_and_enable,
             // Relay.
             relay_delivers_in_order_under_random_failures,
             retries_follow_the_policy,
@@ -89,6 +90,7 @@ macro_rules! conformance_tests {
             graceful_shutdown_loses_nothing,
             messages_and_events_share_stream_order,
             rolled_back_entries_are_never_delivered,
+            gone_disables_the_destination,
         }
         $crate::__conformance_webhook_tests! { $make }
     };

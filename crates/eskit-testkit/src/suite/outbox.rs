@@ -605,3 +605,48 @@ pub async fn commit_wakes_the_relay<H: Harness>(h: &H) {
         "a committed transaction with outbox messages wakes the relay"
     );
 }
+
+/// Disabling a destination records it with its reason (an upsert); enabling removes it
+/// and says whether it was disabled.
+pub async fn destinations_disable_and_enable<H: Harness>(h: &H) {
+    let store = h
+        .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
+        .await;
+    assert!(store.disabled_destinations().await.expect("disabled").is_empty());
+    let before = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    store
+        .disable_destination("hook", "HTTP 410 Gone from http://127.0.0.1:9")
+        .await
+        .expect("disable");
+    let after = OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    let disabled = store.disabled_destinations().await.expect("disabled");
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0].destination, "hook");
+    assert_eq!(disabled[0].reason, "HTTP 410 Gone from http://127.0.0.1:9");
+    assert!(
+        before <= disabled[0].since && disabled[0].since <= after,
+        "{disabled:?}"
+    );
+    store
+        .disable_destination("hook", "operator")
+        .await
+        .expect("disable again");
+    let disabled = store.disabled_destinations().await.expect("disabled");
+    assert_eq!(disabled.len(), 1, "disabling twice keeps one row: {disabled:?}");
+    assert_eq!(disabled[0].reason, "operator", "the latest reason wins");
+    assert!(
+        store.enable_destination("hook").await.expect("enable"),
+        "it was disabled"
+    );
+    assert!(
+        !store.enable_destination("hook").await.expect("enable again"),
+        "no longer disabled"
+    );
+    assert!(
+        !store
+            .enable_destination("never-disabled")
+            .await
+            .expect("enable unknown")
+    );
+    assert!(store.disabled_destinations().await.expect("disabled").is_empty());
+}

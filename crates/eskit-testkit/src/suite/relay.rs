@@ -702,3 +702,56 @@ pub async fn rolled_back_entries_are_never_delivered<H: Harness>(h: &H) {
         "no rolled-back entry was delivered"
     );
 }
+
+/// A "gone" failure (HTTP 410) dead-letters the entry and disables the destination:
+/// nothing more is delivered to it, entries wait pending, until an operator enables it
+/// again; then everything left is delivered, in order.
+pub async fn gone_disables_the_destination<H: Harness>(h: &H) {
+    let store = h.open(hook(2)).await;
+    let (g1, g2) = (ev("A", 1), ev("A", 2));
+    let gone = entry_id(&g1, "hook");
+    let sink = RecordingSink::new().with_entry_fault(gone, Fault::Gone);
+    let relay = start_relay(&store, "hook", sink.clone(), relay_config("relay-a"));
+    store
+        .append("gone-1", ExpectedVersion::NoStream, vec![g1, g2.clone()])
+        .await
+        .expect("append");
+    let disabled = wait_until(SETTLE, || async {
+        let disabled = store.disabled_destinations().await.expect("disabled_destinations");
+        disabled.iter().any(|d| d.destination == "hook")
+    })
+    .await;
+    assert!(disabled, "a gone destination is disabled");
+    let dead = wait_state(&*store, gone, EntryState::Dead, "gone entry").await;
+    assert_eq!(dead.attempts, 1);
+
+    append_streams(std::slice::from_ref(&store), "later-", 4, 2, 2).await;
+    let enabled_at = OffsetDateTime::now_utc();
+    assert!(
+        store.enable_destination("hook").await.expect("enable"),
+        "it was disabled"
+    );
+    settle(&*store, "hook", "after enabling").await;
+    relay.shutdown().await;
+
+    let waiting: HashSet<_> = entries_of(&*store, "hook")
+        .await
+        .into_iter()
+        .filter(|e| e.id != gone)
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(waiting.len(), 9);
+    assert!(waiting.contains(&entry_id(&g2, "hook")));
+    for r in sink.records().iter().filter(|r| waiting.contains(&r.id)) {
+        assert!(
+            r.started_at >= enabled_at,
+            "entry {} of {} was attempted at {} while the destination was disabled (enabled at {enabled_at})",
+            r.id,
+            r.stream_id,
+            r.started_at
+        );
+    }
+    let report = report(&*store, "hook", sink.observed()).await;
+    assert!(report.is_ok(), "{report}");
+    assert_eq!((report.delivered, report.dead), (9, 1), "{report}");
+}
