@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info_span, warn};
 
 use crate::backend::{EntryOutcome, EntryResult, Lease, OutboxStore, PendingQuery};
 use crate::destination::{Destination, FailureKind};
@@ -180,7 +180,12 @@ impl PartitionWorker {
         if rescan {
             state.last_rescan = Instant::now();
         }
-        let rows = self.store.fetch_pending(&self.lease, &query, limit).await?;
+        let claim = debug_span!("claim", rescan, limit);
+        let rows = self
+            .store
+            .fetch_pending(&self.lease, &query, limit)
+            .instrument(claim)
+            .await?;
         full |= rows.len() as u32 >= limit;
         if let Some(max) = rows.iter().map(|e| e.seq).max() {
             state.cursor = Some(state.cursor.map_or(max, |c| c.max(max)));
@@ -199,7 +204,10 @@ impl PartitionWorker {
         let results = self.deliver_chains(chains, state).await;
         if !results.is_empty() {
             let started = Instant::now();
-            self.store.record_results(&self.lease, &results).await?;
+            self.store
+                .record_results(&self.lease, &results)
+                .instrument(debug_span!("record", results = results.len()))
+                .await?;
             metrics::histogram!(m::BATCH_DURATION, "destination" => self.lease.destination.clone())
                 .record(started.elapsed().as_secs_f64());
         }
