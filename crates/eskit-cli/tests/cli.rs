@@ -69,6 +69,37 @@ fn demo_keeps_its_database_when_asked_and_refuses_an_existing_one() {
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
 }
 
+/// The PostgreSQL server the tests use (the same variable as eskit-postgres' tests).
+fn pg_url() -> String {
+    std::env::var("ESKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+#[tokio::test]
+async fn demo_on_postgres_runs_in_a_fresh_schema_and_drops_it() {
+    let sb = Sandbox::new("");
+    let url = pg_url();
+    let run = tokio::task::spawn_blocking(move || {
+        sb.run(&["demo", "--events", "300", "--streams", "10", "--db", &url])
+            .ok()
+    })
+    .await
+    .unwrap();
+    assert!(run.stdout.contains("OK: every committed entry"), "{}", run.stdout);
+    let schema = run
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("eskit_demo_"))
+        .unwrap_or_else(|| panic!("no schema name in:\n{}", run.stdout))
+        .to_string();
+    let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+        .bind(&schema)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "schema {schema} was not dropped");
+}
+
 // ---------------------------------------------------------------------------------
 // append and read
 
