@@ -259,3 +259,49 @@ async fn trap3_xid_order_differs_from_stream_order() {
         "stream order, not transaction-id order (xid A {xid_a} < xid B {xid_b})"
     );
 }
+
+/// Explicit messages take the stream's lock before drawing their seq, like appends, so
+/// within one stream seq order stays commit order whatever mixes of events and messages
+/// the transactions write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_take_the_stream_lock_before_drawing_their_seq() {
+    let schema = TestSchema::new();
+    let store = schema.open(hook_options(1).destination("hook")).await;
+
+    // A writes a message to the stream and stays open.
+    let mut tx_a = store.pool().begin().await.unwrap();
+    let message = OutboxMessage::json("hook", "order-9", "Note", &json!({ "from": "a" })).unwrap();
+    let a_id = store.write_outbox_in(&mut tx_a, message).await.unwrap();
+
+    // B appends to the same stream: it must wait for A, not draw a seq meanwhile.
+    let b_store = store.clone();
+    let b = tokio::spawn(async move {
+        let mut tx_b = b_store.pool().begin().await.unwrap();
+        b_store
+            .append_in(&mut tx_b, "order-9", ExpectedVersion::Any, vec![ev(1)])
+            .await
+            .unwrap();
+        tx_b.commit().await.unwrap();
+    });
+    let mut observer = schema.connect().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let waiting = loop {
+        let blocked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+        if blocked > 0 || tokio::time::Instant::now() >= deadline {
+            break blocked > 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(waiting, "B waits for A's lock on the stream");
+    assert!(!b.is_finished());
+    tx_a.commit().await.unwrap();
+    b.await.unwrap();
+
+    let entries = entry_ids(&store, "order-9").await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].0, a_id, "the first committed holds the lower seq");
+}
