@@ -44,6 +44,7 @@ struct State {
     next_seq: i64,
     leases: HashMap<(String, u32), LeaseRow>,
     disabled: BTreeMap<String, DisabledDestination>,
+    relays: BTreeMap<(String, String), OffsetDateTime>,
     app_rows: HashSet<String>,
 }
 
@@ -666,6 +667,31 @@ impl OutboxStore for MemoryStore {
 
     async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>> {
         Ok(self.shared.state().disabled.values().cloned().collect())
+    }
+
+    async fn heartbeat(&self, destination: &str, owner: &str, ttl: Duration) -> Result<()> {
+        self.write(|state| {
+            let key = (destination.to_string(), owner.to_string());
+            if ttl.is_zero() {
+                state.relays.remove(&key);
+            } else {
+                state.relays.insert(key, ttl_end(ttl));
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn live_relays(&self, destination: &str) -> Result<Vec<String>> {
+        let now = now();
+        Ok(self
+            .shared
+            .state()
+            .relays
+            .iter()
+            .filter(|((d, _), expires)| d == destination && **expires > now)
+            .map(|((_, owner), _)| owner.clone())
+            .collect())
     }
 }
 

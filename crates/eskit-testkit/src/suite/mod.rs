@@ -76,6 +76,7 @@ macro_rules! conformance_tests {
             dead_letter_queue_operations,
             commit_wakes_the_relay,
             destinations_disable_and_enable,
+            relay_heartbeats,
             // Relay.
             relay_delivers_in_order_under_random_failures,
             retries_follow_the_policy,

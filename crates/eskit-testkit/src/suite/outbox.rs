@@ -650,3 +650,45 @@ pub async fn destinations_disable_and_enable<H: Harness>(h: &H) {
     );
     assert!(store.disabled_destinations().await.expect("disabled").is_empty());
 }
+
+/// Relays announce themselves per destination with a heartbeat: a live one is listed
+/// until its heartbeat expires, a zero ttl signs it off at once, destinations are
+/// independent.
+pub async fn relay_heartbeats<H: Harness>(h: &H) {
+    let store = h
+        .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
+        .await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert!(store.live_relays("hook").await.expect("live_relays").is_empty());
+    store.heartbeat("hook", "relay-a", TTL).await.expect("heartbeat");
+    store.heartbeat("hook", "relay-b", TTL).await.expect("heartbeat");
+    store.heartbeat("hook", "relay-b", TTL).await.expect("heartbeat again");
+    store.heartbeat("audit", "relay-c", TTL).await.expect("heartbeat");
+    assert_eq!(
+        sorted(store.live_relays("hook").await.expect("live_relays")),
+        vec!["relay-a", "relay-b"]
+    );
+    assert_eq!(store.live_relays("audit").await.expect("live_relays"), vec!["relay-c"]);
+    store
+        .heartbeat("hook", "relay-a", Duration::ZERO)
+        .await
+        .expect("sign off");
+    assert_eq!(store.live_relays("hook").await.expect("live_relays"), vec!["relay-b"]);
+    store
+        .heartbeat("hook", "relay-d", Duration::from_millis(200))
+        .await
+        .expect("short heartbeat");
+    let expired = crate::wait::wait_until(SHORT, || async {
+        !store
+            .live_relays("hook")
+            .await
+            .expect("live_relays")
+            .contains(&"relay-d".to_string())
+    })
+    .await;
+    assert!(expired, "a relay whose heartbeat expired is no longer listed");
+    assert_eq!(store.live_relays("hook").await.expect("live_relays"), vec!["relay-b"]);
+}
