@@ -237,6 +237,20 @@ fn is_secret_param(key: &str) -> bool {
 /// parameters with `***`. Returns the redacted text and the secrets removed (raw
 /// and percent-decoded).
 pub(crate) fn redact(url: &str) -> (String, Vec<String>) {
+    // A server list (NATS): redact each URL.
+    if url.contains(',') {
+        let mut secrets = Vec::new();
+        let parts: Vec<String> = url
+            .split(',')
+            .map(|part| {
+                let (redacted, s) = redact(part);
+                secrets.extend(s);
+                redacted
+            })
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        return (parts.join(","), secrets);
+    }
     let mut secrets = Vec::new();
     let mut push_secret = |s: &str| {
         if !s.is_empty() {
@@ -372,5 +386,8 @@ mod tests {
             "redis://h/0?password=***&db=1#f"
         );
         assert_eq!(SecretUrl::new("redis://:pw@h").redacted(), "redis://:***@h");
+        let list = SecretUrl::new("nats://a:pw1@h1:4222, nats://b:pw2@h2:4222");
+        assert_eq!(list.redacted(), "nats://a:***@h1:4222, nats://b:***@h2:4222");
+        assert_eq!(list.scrub("pw1 pw2"), "*** ***");
     }
 }

@@ -128,7 +128,7 @@ impl NatsDestination {
         let mut credentials = Credentials::None;
         for server in config.url.split(',') {
             let addr: async_nats::ServerAddr = server.trim().parse().map_err(|e: std::io::Error| bad(e.to_string()))?;
-            if !matches!(addr.scheme(), "nats" | "tls" | "ws" | "wss") {
+            if !matches!(addr.scheme(), "nats" | "tls") {
                 return Err(bad(format!("unsupported scheme `{}`", addr.scheme())));
             }
             // The client takes credentials from its options, not from the URL.
