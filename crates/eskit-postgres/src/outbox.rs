@@ -327,6 +327,25 @@ impl OutboxStore for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn heartbeat(&self, destination: &str, owner: &str, ttl: Duration) -> Result<()> {
+        sqlx::query(self.inner.sql.heartbeat.sql())
+            .bind(destination)
+            .bind(owner)
+            .bind(ttl.as_secs_f64())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db("announcing a relay"))?;
+        Ok(())
+    }
+
+    async fn live_relays(&self, destination: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(self.inner.sql.select_live_relays.sql())
+            .bind(destination)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("listing live relays"))
+    }
+
     async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>> {
         let rows = sqlx::query(self.inner.sql.select_disabled_destinations.sql())
             .fetch_all(&self.inner.pool)
