@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, EntryState, Error,
-    Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
+    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
+    EntryState, Error, Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
 use serde::Serialize;
 use sqlx::Row;
@@ -77,6 +77,19 @@ fn dead_query<'q>(
         Some(now) => query.bind(now),
         None => query,
     })
+}
+
+/// A `*_DEAD_MATCHING` statement with the filter's bindings.
+fn dead_matching<'q>(
+    statement: &'static str,
+    filter: &'q DeadFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(statement)
+        .bind(filter.destination.as_deref())
+        .bind(filter.dead_from.map(to_micros))
+        .bind(filter.dead_to.map(to_micros))
+        .bind(filter.error_contains.as_deref())
+        .bind(filter.after_seq.unwrap_or(i64::MIN))
 }
 
 impl SqliteStore {
@@ -324,6 +337,34 @@ impl OutboxStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
+        let query = dead_matching(sql::LIST_DEAD_MATCHING, filter).bind(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT));
+        self.fetch_entries(query).await
+    }
+
+    async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        let query = dead_matching(sql::REPLAY_DEAD_MATCHING, filter).bind(now_micros());
+        let _guard = self.write_lock().await?;
+        let done = query
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("replaying dead entries", e))?;
+        if done.rows_affected() > 0 {
+            self.notify_relay();
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        let query = dead_matching(sql::DISCARD_DEAD_MATCHING, filter);
+        let _guard = self.write_lock().await?;
+        let done = query
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("discarding dead entries", e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
         let _guard = self.write_lock().await?;
         let done = sqlx::query(sql::PURGE_DELIVERED)
@@ -357,6 +398,34 @@ impl OutboxStore for SqliteStore {
             self.notify_relay();
         }
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn heartbeat(&self, destination: &str, owner: &str, ttl: Duration) -> Result<()> {
+        /// Presence rows expired longer ago than this are deleted.
+        const FORGET_AFTER_MICROS: i64 = 3_600 * 1_000_000;
+        let _guard = self.write_lock().await?;
+        sqlx::query(sql::UPSERT_RELAY)
+            .bind(destination)
+            .bind(owner)
+            .bind(expires_at(ttl))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("announcing a relay", e))?;
+        sqlx::query(sql::DELETE_STALE_RELAYS)
+            .bind(now_micros().saturating_sub(FORGET_AFTER_MICROS))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("forgetting stale relays", e))?;
+        Ok(())
+    }
+
+    async fn live_relays(&self, destination: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(sql::SELECT_LIVE_RELAYS)
+            .bind(destination)
+            .bind(now_micros())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("listing live relays", e))
     }
 
     async fn disabled_destinations(&self) -> Result<Vec<DisabledDestination>> {

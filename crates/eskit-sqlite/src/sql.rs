@@ -8,11 +8,26 @@
 /// that reads before it writes never fails to upgrade.
 pub const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
-/// Name of the migrations bookkeeping table (not sqlx's default `_sqlx_migrations`).
-pub const MIGRATIONS_TABLE: &str = "eskit_migrations";
+/// Creates the migrations bookkeeping table (`eskit_migrations`, not sqlx's default
+/// `_sqlx_migrations`).
+pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS eskit_migrations (\
+     version INTEGER PRIMARY KEY NOT NULL, \
+     description TEXT NOT NULL, \
+     checksum TEXT NOT NULL, \
+     applied_at INTEGER NOT NULL)";
+
+/// Applied migrations: version, checksum.
+pub const SELECT_APPLIED_MIGRATIONS: &str = "SELECT version, checksum FROM eskit_migrations ORDER BY version";
+
+/// Records an applied migration. Binds: version, description, checksum, applied at.
+pub const INSERT_APPLIED_MIGRATION: &str =
+    "INSERT INTO eskit_migrations (version, description, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)";
 
 /// Version 1 of the schema.
 pub const MIGRATION_0001_INIT: &str = include_str!("../migrations/0001_init.sql");
+
+/// Version 2 of the schema: relay presence.
+pub const MIGRATION_0002_RELAYS: &str = include_str!("../migrations/0002_relays.sql");
 
 // ---------------------------------------------------------------------------------
 // Event store
@@ -258,6 +273,38 @@ pub const DISCARD_DEAD_ONE: &str =
 /// Deletes every dead entry of a destination. Binds: destination.
 pub const DISCARD_DEAD_OF_DESTINATION: &str = "DELETE FROM outbox WHERE state = 'dead' AND destination = ?1";
 
+/// The dead-letter filter shared by the `*_DEAD_MATCHING` statements (NULL: any).
+/// Binds: destination, dead from, dead to, error text (case-insensitive, ASCII
+/// folding), after seq.
+macro_rules! dead_matching {
+    () => {
+        "state = 'dead' AND (?1 IS NULL OR destination = ?1) \
+         AND (?2 IS NULL OR COALESCE(dead_at, created_at) >= ?2) \
+         AND (?3 IS NULL OR COALESCE(dead_at, created_at) < ?3) \
+         AND (?4 IS NULL OR (last_error IS NOT NULL AND instr(lower(last_error), lower(?4)) > 0)) \
+         AND seq > ?5"
+    };
+}
+
+/// Dead entries matching a filter, oldest first. Binds: as `dead_matching!`, then limit.
+pub const LIST_DEAD_MATCHING: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox AS o INDEXED BY outbox_dead_by_destination WHERE ",
+    dead_matching!(),
+    " ORDER BY o.seq LIMIT ?6"
+);
+
+/// Every dead entry matching a filter back to pending (attempts reset, due now,
+/// `last_error` kept). Binds: as `dead_matching!`, then now.
+pub const REPLAY_DEAD_MATCHING: &str = concat!(
+    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?6, dead_at = NULL WHERE ",
+    dead_matching!()
+);
+
+/// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
+pub const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM outbox WHERE ", dead_matching!());
+
 /// Deletes entries delivered before a time. Binds: before.
 pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1";
 
@@ -277,3 +324,19 @@ pub const ENABLE_DESTINATION: &str = "DELETE FROM destination_state WHERE destin
 /// Disabled destinations.
 pub const SELECT_DISABLED_DESTINATIONS: &str =
     "SELECT destination, disabled_reason, disabled_at FROM destination_state ORDER BY destination";
+
+// ---------------------------------------------------------------------------------
+// Relay presence
+// ---------------------------------------------------------------------------------
+
+/// A relay announces itself for a destination until a time.
+/// Binds: destination, owner, expires at.
+pub const UPSERT_RELAY: &str = "INSERT INTO outbox_relays (destination, owner, expires_at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (destination, owner) DO UPDATE SET expires_at = excluded.expires_at";
+
+/// Forgets relays whose presence ended before a time. Binds: before.
+pub const DELETE_STALE_RELAYS: &str = "DELETE FROM outbox_relays WHERE expires_at < ?1";
+
+/// Relays alive for a destination. Binds: destination, now.
+pub const SELECT_LIVE_RELAYS: &str =
+    "SELECT owner FROM outbox_relays WHERE destination = ?1 AND expires_at > ?2 ORDER BY owner";

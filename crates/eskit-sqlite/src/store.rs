@@ -9,9 +9,8 @@ use eskit::{
     AppendResult, Error, EventData, EventStore, ExpectedVersion, Limits, NewOutboxEntry, OutboxMessage, ReadDirection,
     RecordedEvent, Result, RouteFilter, StoreOptions, TransactionalStore,
 };
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqlSafeStr, SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
@@ -289,31 +288,71 @@ pub(crate) async fn write_message_on(
     Ok(id)
 }
 
-/// Applies the embedded migrations, serialized across processes by `BEGIN IMMEDIATE`.
+/// The embedded migrations, in order: (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", sql::MIGRATION_0001_INIT),
+    (2, "relays", sql::MIGRATION_0002_RELAYS),
+];
+
+/// Applies the embedded migrations that are missing, in one `BEGIN IMMEDIATE`
+/// transaction (so concurrent openers of one file serialize), and refuses to run on a
+/// database whose applied migrations differ from the embedded ones.
 async fn migrate(pool: &SqlitePool) -> Result<()> {
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        sql::MIGRATION_0001_INIT.into_sql_str(),
-        false,
-    )]);
-    migrator.dangerous_set_table_name(sql::MIGRATIONS_TABLE);
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| Error::database("connecting for migrations", e))?;
-    let mut tx = conn
+    let failed = |e| Error::database("migrating the database", e);
+    let mut tx = pool
         .begin_with(sql::BEGIN_IMMEDIATE)
         .await
         .map_err(|e| Error::database("locking the database for migrations", e))?;
-    migrator
-        .run(&mut *tx)
+    sqlx::raw_sql(sql::CREATE_MIGRATIONS_TABLE)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| Error::database("migrating the database", e))?;
+        .map_err(failed)?;
+    let applied: Vec<(i64, String)> = sqlx::query_as(sql::SELECT_APPLIED_MIGRATIONS)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed)?;
+    for (version, description, script) in MIGRATIONS {
+        let checksum = checksum(script);
+        match applied.iter().find(|(v, _)| v == version) {
+            Some((_, stored)) if *stored == checksum => continue,
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "migration {version} ({description}) applied to this database differs from the embedded one"
+                )));
+            }
+            None => {}
+        }
+        sqlx::raw_sql(*script).execute(&mut *tx).await.map_err(failed)?;
+        sqlx::query(sql::INSERT_APPLIED_MIGRATION)
+            .bind(version)
+            .bind(*description)
+            .bind(checksum)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+    }
+    if let Some((newest, _)) = applied.iter().max_by_key(|(v, _)| *v)
+        && MIGRATIONS.iter().all(|(v, _, _)| v < newest)
+    {
+        return Err(Error::Config(format!(
+            "the database has schema version {newest}, newer than this eskit-sqlite knows"
+        )));
+    }
     tx.commit()
         .await
         .map_err(|e| Error::database("committing migrations", e))
+}
+
+/// A stable checksum of a migration script (FNV-1a, 64 bits, hex): detects edits of an
+/// applied migration.
+fn checksum(script: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in script.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 #[async_trait::async_trait]

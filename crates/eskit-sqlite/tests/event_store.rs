@@ -66,7 +66,38 @@ async fn open_creates_the_file_and_migrates_once() {
         .fetch_one(again.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
+}
+
+#[tokio::test]
+async fn opening_a_database_with_a_foreign_schema_version_fails() {
+    let (store, dir) = open(StoreOptions::default()).await;
+    sqlx::query(
+        "INSERT INTO eskit_migrations (version, description, checksum, applied_at) VALUES (99, 'future', 'x', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let path = dir.path().join("eskit.db");
+    let err = SqliteStore::builder(path.to_string_lossy().into_owned())
+        .open()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(ref m) if m.contains("99")), "{err}");
+
+    sqlx::query("DELETE FROM eskit_migrations WHERE version = 99")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE eskit_migrations SET checksum = 'edited' WHERE version = 1")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = SqliteStore::builder(path.to_string_lossy().into_owned())
+        .open()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(ref m) if m.contains("differs")), "{err}");
 }
 
 #[tokio::test]
