@@ -230,7 +230,9 @@ impl RabbitMqDestination {
     async fn reset_channel(&self) {
         let mut link = self.link.lock().await;
         if let Some(l) = link.take() {
-            let _ = l.channel.close(200, "eskit: confirm timed out".into()).await;
+            // Bounded: on a half-open connection the close-ok never comes.
+            let close = l.channel.close(200, "eskit: confirm timed out".into());
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
             if l.connection.status().connected() {
                 // Keep the connection; a fresh channel is opened on next use.
                 match self.open_channel(&l.connection).await {
