@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error, Lease,
-    LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
+    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error,
+    Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -30,6 +30,16 @@ fn selector(selector: &DeadSelector) -> Result<(Option<Uuid>, Option<String>)> {
         ));
     }
     Ok((selector.id, selector.destination.clone()))
+}
+
+/// `query` with the bindings of the `dead_matching!` filter.
+fn dead_matching(query: Query, filter: &DeadFilter) -> Query {
+    query
+        .bind(filter.destination.clone())
+        .bind(filter.dead_from)
+        .bind(filter.dead_to)
+        .bind(filter.error_contains.clone().filter(|e| !e.is_empty()))
+        .bind(filter.after_seq.unwrap_or(i64::MIN))
 }
 
 /// A partition number as the `integer` column.
@@ -290,6 +300,33 @@ impl OutboxStore for PgStore {
         let done = sqlx::query(self.inner.sql.discard_dead.sql())
             .bind(id)
             .bind(destination)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db("discarding dead entries"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
+        let query = dead_matching(sqlx::query(self.inner.sql.list_dead_matching.sql()), filter)
+            .bind(i64::from(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT)));
+        self.fetch_entries(query, "listing dead entries").await
+    }
+
+    async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        let row = dead_matching(sqlx::query(self.inner.sql.replay_dead_matching.sql()), filter)
+            .bind(self.inner.channel.as_str())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("replaying dead entries"))?;
+        let replayed = count(row.try_get(0).map_err(db("replaying dead entries"))?);
+        if replayed > 0 {
+            self.notify_relay();
+        }
+        Ok(replayed)
+    }
+
+    async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        let done = dead_matching(sqlx::query(self.inner.sql.discard_dead_matching.sql()), filter)
             .execute(&self.inner.pool)
             .await
             .map_err(db("discarding dead entries"))?;

@@ -279,6 +279,42 @@ const REPLAY_DEAD: &str = "WITH r AS ( \
 const DISCARD_DEAD: &str = "DELETE FROM {schema}.outbox \
      WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR destination = $2)";
 
+/// The dead-letter filter shared by the `*_DEAD_MATCHING` statements (NULL: any).
+/// Binds: destination, dead from, dead to, error text (case-insensitive), after seq.
+macro_rules! dead_matching {
+    () => {
+        "state = 'dead' AND ($1::text IS NULL OR destination = $1) \
+         AND ($2::timestamptz IS NULL OR COALESCE(dead_at, created_at) >= $2) \
+         AND ($3::timestamptz IS NULL OR COALESCE(dead_at, created_at) < $3) \
+         AND ($4::text IS NULL OR strpos(lower(last_error), lower($4)) > 0) \
+         AND seq > $5"
+    };
+}
+
+/// Dead entries matching a filter, oldest first. Binds: as `dead_matching!`, then limit.
+const LIST_DEAD_MATCHING: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM {schema}.outbox AS o WHERE ",
+    dead_matching!(),
+    " ORDER BY o.seq LIMIT $6"
+);
+
+/// Every dead entry matching a filter back to pending (attempts reset, due now), with
+/// one notification when any was. Binds: as `dead_matching!`, then the channel.
+const REPLAY_DEAD_MATCHING: &str = concat!(
+    "WITH r AS ( \
+        UPDATE {schema}.outbox SET state = 'pending', attempts = 0, \
+            next_attempt_at = clock_timestamp(), dead_at = NULL WHERE ",
+    dead_matching!(),
+    " RETURNING 1), \
+     c AS (SELECT count(*) AS n FROM r) \
+     SELECT c.n, CASE WHEN c.n > 0 THEN (SELECT 1 FROM (SELECT pg_notify($6, '')) AS x) END FROM c"
+);
+
+/// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
+const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM {schema}.outbox WHERE ", dead_matching!());
+
 /// Deletes entries delivered before a time. Binds: before.
 const PURGE_DELIVERED: &str = "DELETE FROM {schema}.outbox WHERE state = 'delivered' AND delivered_at < $1";
 
@@ -358,6 +394,9 @@ pub(crate) struct Sql {
     pub list_leases: Stmt,
     pub replay_dead: Stmt,
     pub discard_dead: Stmt,
+    pub list_dead_matching: Stmt,
+    pub replay_dead_matching: Stmt,
+    pub discard_dead_matching: Stmt,
     pub purge_delivered: Stmt,
     pub disable_destination: Stmt,
     pub enable_destination: Stmt,
@@ -395,6 +434,9 @@ impl Sql {
             list_leases: s(LIST_LEASES),
             replay_dead: s(REPLAY_DEAD),
             discard_dead: s(DISCARD_DEAD),
+            list_dead_matching: s(LIST_DEAD_MATCHING),
+            replay_dead_matching: s(REPLAY_DEAD_MATCHING),
+            discard_dead_matching: s(DISCARD_DEAD_MATCHING),
             purge_delivered: s(PURGE_DELIVERED),
             disable_destination: s(DISABLE_DESTINATION),
             enable_destination: s(ENABLE_DESTINATION),
