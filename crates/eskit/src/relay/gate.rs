@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,17 +17,19 @@ use crate::retry::RetryPolicy;
 /// Circuit breaker settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
-    /// Consecutive retryable failures that open the circuit (default 5).
+    /// Consecutive retryable failures that open the circuit (default 20: high enough
+    /// that scattered failures across many streams do not trip it, low enough that a
+    /// dead endpoint is not hammered).
     pub failure_threshold: u32,
-    /// How long the circuit stays open before one probe request is let through (default 10 s).
+    /// How long the circuit stays open before one probe request is let through (default 5 s).
     pub open_for: Duration,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
-            failure_threshold: 5,
-            open_for: Duration::from_secs(10),
+            failure_threshold: 20,
+            open_for: Duration::from_secs(5),
         }
     }
 }
@@ -82,6 +84,9 @@ pub(crate) struct Gate {
     breaker: BreakerConfig,
     circuit: Mutex<Circuit>,
     disabled: AtomicBool,
+    /// Bumped by every [`Gate::disable_locally`], so a store read that started before a
+    /// worker saw a 410 cannot re-enable the gate with its stale answer.
+    local_disables: AtomicU64,
     pub retry: RetryPolicy,
 }
 
@@ -93,6 +98,7 @@ impl Gate {
             breaker: policy.breaker.unwrap_or_default(),
             circuit: Mutex::new(Circuit::Closed { failures: 0 }),
             disabled: AtomicBool::new(false),
+            local_disables: AtomicU64::new(0),
             retry: policy.retry.unwrap_or(default_retry),
         }
     }
@@ -103,6 +109,25 @@ impl Gate {
 
     pub fn set_disabled(&self, disabled: bool) {
         self.disabled.store(disabled, Ordering::Relaxed);
+    }
+
+    /// A worker saw the destination gone: disabled at once, before the store knows.
+    pub fn disable_locally(&self) {
+        self.local_disables.fetch_add(1, Ordering::SeqCst);
+        self.set_disabled(true);
+    }
+
+    /// A token to take before reading the disabled destinations from the store.
+    pub fn disables_seen(&self) -> u64 {
+        self.local_disables.load(Ordering::SeqCst)
+    }
+
+    /// Applies the store's answer read after `seen` was taken: "disabled" always wins;
+    /// "enabled" only when no worker disabled the gate since (else it is stale).
+    pub fn sync_disabled(&self, disabled: bool, seen: u64) {
+        if disabled || self.disables_seen() == seen {
+            self.set_disabled(disabled);
+        }
     }
 
     /// Waits for a slot; `Err(until)` when the circuit is open (or a probe is already
@@ -222,5 +247,21 @@ mod tests {
         let g = gate(5, 10);
         g.set_disabled(true);
         assert!(g.admit().await.is_err());
+    }
+
+    #[test]
+    fn a_stale_store_read_does_not_undo_a_local_disable() {
+        let g = gate(5, 10);
+        let seen = g.disables_seen();
+        // A worker sees 410 while the supervisor's read (taken before) is in flight.
+        g.disable_locally();
+        g.sync_disabled(false, seen);
+        assert!(g.is_disabled(), "the stale 'enabled' answer is ignored");
+        // The next read, taken after the disable, is applied (an operator re-enabled it).
+        let seen = g.disables_seen();
+        g.sync_disabled(false, seen);
+        assert!(!g.is_disabled());
+        g.sync_disabled(true, seen);
+        assert!(g.is_disabled(), "'disabled' from the store always applies");
     }
 }

@@ -222,6 +222,11 @@ impl Supervisor {
         running: &mut HashMap<WorkerKey, Running>,
     ) -> Result<()> {
         let partitions = self.store.partitions();
+        let seen: HashMap<&str, u64> = self
+            .gates
+            .iter()
+            .map(|(name, gate)| (name.as_str(), gate.disables_seen()))
+            .collect();
         let disabled: Vec<String> = self
             .store
             .disabled_destinations()
@@ -230,7 +235,10 @@ impl Supervisor {
             .map(|d| d.destination)
             .collect();
         for (name, gate) in &self.gates {
-            gate.set_disabled(disabled.contains(name));
+            gate.sync_disabled(
+                disabled.contains(name),
+                seen.get(name.as_str()).copied().unwrap_or_default(),
+            );
         }
         for name in self.destinations.names() {
             let Some(destination) = self.destinations.get(&name).cloned() else {

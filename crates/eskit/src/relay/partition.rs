@@ -341,7 +341,7 @@ impl PartitionWorker {
 impl PartitionWorker {
     /// A `410 Gone`: stop delivering to this destination until an operator re-enables it.
     async fn disable_destination(&self, error: &str) {
-        self.gate.set_disabled(true);
+        self.gate.disable_locally();
         warn!(destination = %self.lease.destination, error, "destination gone; disabled until re-enabled");
         if let Err(err) = self.store.disable_destination(&self.lease.destination, error).await {
             warn!(error = %err, "could not record the disabled destination");
