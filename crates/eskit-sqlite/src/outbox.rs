@@ -115,6 +115,13 @@ impl OutboxStore for SqliteStore {
         self.inner.wakeup.clone()
     }
 
+    fn partition_wakeup(&self, partition: u32) -> Arc<Notify> {
+        match self.inner.partition_wakeups.get(partition as usize) {
+            Some(wakeup) => wakeup.clone(),
+            None => self.inner.wakeup.clone(),
+        }
+    }
+
     async fn try_acquire_lease(
         &self,
         destination: &str,

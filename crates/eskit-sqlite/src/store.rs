@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eskit::{
     AppendResult, Error, EventData, EventStore, ExpectedVersion, Limits, NewOutboxEntry, OutboxMessage, ReadDirection,
-    RecordedEvent, Result, RouteFilter, StoreOptions, TransactionalStore,
+    RecordedEvent, Result, RouteFilter, StoreOptions, TransactionalStore, partition_of,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     pub(crate) pool: SqlitePool,
     pub(crate) options: StoreOptions,
     pub(crate) wakeup: Arc<Notify>,
+    /// One wakeup per partition, so a commit wakes only the workers it concerns.
+    pub(crate) partition_wakeups: Vec<Arc<Notify>>,
     /// In-process queue for the write lock: writers of this store wait here in FIFO
     /// order instead of polling in SQLite's busy handler.
     writer: Arc<Mutex<()>>,
@@ -171,11 +173,15 @@ impl SqliteStore {
 
     async fn with_pool(pool: SqlitePool, options: StoreOptions, busy_timeout: Duration) -> Result<Self> {
         migrate(&pool).await?;
+        let partition_wakeups = (0..options.partitions.max(1))
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 options,
                 wakeup: Arc::new(Notify::new()),
+                partition_wakeups,
                 writer: Arc::new(Mutex::new(())),
                 busy_timeout,
             }),
@@ -197,6 +203,19 @@ impl SqliteStore {
     /// [`write_outbox_in`](Self::write_outbox_in). Optional; the relay also polls.
     pub fn notify_relay(&self) {
         self.inner.wakeup.notify_waiters();
+        for wakeup in &self.inner.partition_wakeups {
+            wakeup.notify_waiters();
+        }
+    }
+
+    /// Wakes the relay workers of these partitions (and anyone on the store-wide wakeup).
+    pub(crate) fn notify_partitions(&self, partitions: impl IntoIterator<Item = u32>) {
+        self.inner.wakeup.notify_waiters();
+        for p in partitions {
+            if let Some(wakeup) = self.inner.partition_wakeups.get(p as usize) {
+                wakeup.notify_waiters();
+            }
+        }
     }
 
     /// Begins a write transaction (`BEGIN IMMEDIATE`). Dropping it without
@@ -241,7 +260,7 @@ impl SqliteStore {
             .await
             .map_err(|e| Error::database("committing the append", e))?;
         if autocommit && result.outbox_entries > 0 {
-            self.notify_relay();
+            self.notify_partitions([partition_of(stream_id, options.partitions)]);
         }
         Ok(result)
     }
@@ -251,9 +270,10 @@ impl SqliteStore {
     /// [`notify_relay`](Self::notify_relay) after your commit.
     pub async fn write_outbox_in(&self, conn: &mut SqliteConnection, message: OutboxMessage) -> Result<Uuid> {
         let autocommit = !conn.is_in_transaction();
+        let partition = partition_of(&message.stream_id, self.inner.options.partitions);
         let id = write_message_on(conn, &self.inner.options, message).await?;
         if autocommit {
-            self.notify_relay();
+            self.notify_partitions([partition]);
         }
         Ok(id)
     }

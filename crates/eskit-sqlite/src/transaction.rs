@@ -1,7 +1,9 @@
 //! [`SqliteTransaction`]: events, outbox messages and the application's own SQL in one
 //! `BEGIN IMMEDIATE` transaction.
 
-use eskit::{AppendResult, Error, EventData, ExpectedVersion, OutboxMessage, Result, StoreTransaction};
+use std::collections::BTreeSet;
+
+use eskit::{AppendResult, Error, EventData, ExpectedVersion, OutboxMessage, Result, StoreTransaction, partition_of};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
@@ -21,14 +23,16 @@ pub struct SqliteTransaction {
     // lock is released.
     tx: Transaction<'static, Sqlite>,
     store: SqliteStore,
-    wrote_outbox: bool,
+    /// Partitions this transaction wrote outbox entries in (their relay workers are
+    /// woken on commit).
+    touched: BTreeSet<u32>,
     _write: OwnedMutexGuard<()>,
 }
 
 impl std::fmt::Debug for SqliteTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteTransaction")
-            .field("wrote_outbox", &self.wrote_outbox)
+            .field("touched_partitions", &self.touched)
             .finish_non_exhaustive()
     }
 }
@@ -38,7 +42,7 @@ impl SqliteTransaction {
         Self {
             tx,
             store,
-            wrote_outbox: false,
+            touched: BTreeSet::new(),
             _write: write,
         }
     }
@@ -68,14 +72,17 @@ impl SqliteTransaction {
             .commit()
             .await
             .map_err(|e| Error::database("releasing a savepoint", e))?;
-        self.wrote_outbox |= result.outbox_entries > 0 && !result.idempotent_repeat;
+        if result.outbox_entries > 0 && !result.idempotent_repeat {
+            self.touched.insert(partition_of(stream_id, options.partitions));
+        }
         Ok(result)
     }
 
     /// Writes an explicit outbox message; returns its entry id.
     pub async fn write_outbox(&mut self, message: OutboxMessage) -> Result<Uuid> {
+        let partition = partition_of(&message.stream_id, self.store.inner.options.partitions);
         let id = write_message_on(&mut self.tx, &self.store.inner.options, message).await?;
-        self.wrote_outbox = true;
+        self.touched.insert(partition);
         Ok(id)
     }
 
@@ -84,15 +91,15 @@ impl SqliteTransaction {
         let Self {
             tx,
             store,
-            wrote_outbox,
+            touched,
             _write,
         } = self;
         tx.commit()
             .await
             .map_err(|e| Error::database("committing a transaction", e))?;
         drop(_write);
-        if wrote_outbox {
-            store.notify_relay();
+        if !touched.is_empty() {
+            store.notify_partitions(touched);
         }
         Ok(())
     }

@@ -248,6 +248,15 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// the database's notifications). A hint only: the relay also polls.
     fn wakeup(&self) -> Arc<Notify>;
 
+    /// The wakeup of one partition: notified after commits that wrote entries in it.
+    /// Defaults to [`wakeup`](Self::wakeup) (every commit wakes every partition worker);
+    /// backends that know which partitions a commit touched override it so an append
+    /// wakes one worker per destination instead of all of them.
+    fn partition_wakeup(&self, partition: u32) -> Arc<Notify> {
+        let _ = partition;
+        self.wakeup()
+    }
+
     /// Takes the lease on (destination, partition) if it is free, expired, or already
     /// ours (then it is renewed, same epoch). A change of owner increments the epoch.
     async fn try_acquire_lease(

@@ -53,7 +53,7 @@ impl PartitionWorker {
     }
 
     async fn run_inner(self) -> Exit {
-        let wakeup = self.store.wakeup();
+        let wakeup = self.store.partition_wakeup(self.lease.partition);
         let mut state = State {
             cursor: None,
             parked: Parked::new(),
