@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 
 const PARTITIONS: u32 = 16;
 const STREAMS: usize = 500;
-const ROUNDS: u64 = 8;
-const EVENTS_PER_ROUND: u64 = 5;
+const ROUNDS: u64 = 4;
+const EVENTS_PER_ROUND: u64 = 10;
 const WRITERS: usize = 4;
 const TOTAL: usize = STREAMS * (ROUNDS * EVENTS_PER_ROUND) as usize;
 const BATCH: u32 = 100;
@@ -69,9 +69,12 @@ async fn write(store: PgStore, writer: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_relays_one_aborted_deliver_20000_entries_over_500_streams() {
+    let started = std::time::Instant::now();
     let schema = TestSchema::new();
     let writer_store = schema.open(hook_options(PARTITIONS)).await;
-    let sink = RecordingSink::new().with_random_failures(0.1, 20_000);
+    let sink = RecordingSink::new()
+        .with_random_failures(0.1, 20_000)
+        .with_delay(Duration::from_millis(1));
 
     let mut relay_stores = Vec::new();
     for _ in 0..3 {
@@ -89,6 +92,16 @@ async fn three_relays_one_aborted_deliver_20000_entries_over_500_streams() {
 
     // Kill relay-1 mid-run, as a crash would: in-flight results are not recorded and
     // its leases are not released; the others take its partitions over when they end.
+    // First the three share the partitions and a quarter of the work is done.
+    let shared = common::wait_until(Duration::from_secs(60), || async {
+        let leases = writer_store.list_leases("hook").await.unwrap();
+        (0..3).all(|i| {
+            let owner = format!("relay-{i}");
+            leases.iter().filter(|l| l.live && l.owner == owner).count() >= 4
+        })
+    })
+    .await;
+    assert!(shared, "the three relays share the partitions");
     assert!(
         sink.wait_for(Duration::from_secs(60), |r| r.len() >= TOTAL / 4).await,
         "the relays deliver"
@@ -100,12 +113,14 @@ async fn three_relays_one_aborted_deliver_20000_entries_over_500_streams() {
         .iter()
         .filter(|l| l.live && l.owner == "relay-1")
         .count();
+    assert!(held_by_aborted > 0);
     relays[1].take().unwrap().abort();
     let attempts_at_abort = sink.attempts();
 
     for w in writers {
         w.await.expect("writer");
     }
+    let written = started.elapsed();
     let settled = common::wait_until(Duration::from_secs(90), || async {
         let status = writer_store.status().await.unwrap();
         status.iter().all(|s| s.pending == 0)
@@ -119,7 +134,9 @@ async fn three_relays_one_aborted_deliver_20000_entries_over_500_streams() {
     let entries = all_entries(&writer_store, "hook").await;
     let report = Checker::new().entries(&entries).observed(sink.observed()).check();
     println!(
-        "three relays, one aborted after {attempts_at_abort} attempts (it held {held_by_aborted} partitions):\n{report}"
+        "three relays, one aborted after {attempts_at_abort} attempts (it held {held_by_aborted} partitions); \
+         written in {written:.1?}, all delivered after {:.1?}:\n{report}",
+        started.elapsed()
     );
     assert!(report.is_ok(), "{report}");
     assert_eq!(
