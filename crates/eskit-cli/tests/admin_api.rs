@@ -89,12 +89,27 @@ async fn api_requires_the_bearer_token() {
 #[tokio::test]
 async fn dead_entry_is_listed_filtered_replayed_and_delivered() {
     let f = Fixture::start("flow-hooks", Setup::default()).await;
+    dead_entry_flow(f, "flow-hooks").await;
+}
+
+#[tokio::test]
+async fn dead_entry_flow_on_postgres() {
+    let setup = Setup {
+        postgres: true,
+        ..Setup::default()
+    };
+    let f = Fixture::start("pg-flow-hooks", setup).await;
+    dead_entry_flow(f, "pg-flow-hooks").await;
+}
+
+/// Dead entry → listed and filtered → status → replayed → delivered → metrics.
+async fn dead_entry_flow(f: Fixture, name: &str) {
     let id = f
         .append("order-1", json!({"error": "HTTP 422: <b>bad</b> payload"}))
         .await;
     f.wait_state("order-1", id, "dead").await;
 
-    let (status, body) = f.get("/api/dlq?destination=flow-hooks").await;
+    let (status, body) = f.get(&format!("/api/dlq?destination={name}")).await;
     assert_eq!(status, StatusCode::OK);
     let entry = &body["entries"][0];
     assert_eq!(entry["id"], id.to_string());
@@ -140,7 +155,7 @@ async fn dead_entry_is_listed_filtered_replayed_and_delivered() {
     );
     let (_, body) = f.get("/api/status").await;
     let d = &body["destinations"][0];
-    assert_eq!(d["destination"], "flow-hooks");
+    assert_eq!(d["destination"], name);
     assert_eq!(d["pending"], 0);
     assert_eq!(d["circuit"], "closed");
     assert_eq!(d["disabled"], false);
@@ -148,17 +163,15 @@ async fn dead_entry_is_listed_filtered_replayed_and_delivered() {
 
     // Replay it with the destination healthy again: it is delivered.
     f.switch.set_failing(false);
-    let (status, body) = f
-        .post("/api/dlq/replay", json!({"id": id, "destination": "flow-hooks"}))
-        .await;
+    let (status, body) = f.post("/api/dlq/replay", json!({"id": id, "destination": name})).await;
     assert_eq!((status, &body), (StatusCode::OK, &json!({"replayed": 1})));
     f.wait_state("order-1", id, "delivered").await;
     assert!(f.switch.accepted(id));
-    let (_, body) = f.get("/api/entries?state=delivered&destination=flow-hooks").await;
+    let (_, body) = f.get(&format!("/api/entries?state=delivered&destination={name}")).await;
     let delivered = &body["entries"][0];
     assert_eq!(delivered["id"], id.to_string());
     assert_eq!(delivered["attempts"], 1, "a replay resets the attempts");
-    assert!(f.dead_ids("destination=flow-hooks").await.is_empty());
+    assert!(f.dead_ids(&format!("destination={name}")).await.is_empty());
 
     // Replaying it again finds nothing.
     let (status, body) = f.post("/api/dlq/replay", json!({"id": id})).await;
@@ -167,9 +180,9 @@ async fn dead_entry_is_listed_filtered_replayed_and_delivered() {
     // /metrics: every documented series, with the values of this story.
     let ok = wait_until(WAIT, || async {
         let m = f.metrics().await;
-        m.contains("eskit_dead_entries{destination=\"flow-hooks\"} 0")
-            && m.contains("eskit_pending_entries{destination=\"flow-hooks\"} 0")
-            && m.contains("eskit_delivered_total{destination=\"flow-hooks\"} 1")
+        m.contains(&format!("eskit_dead_entries{{destination=\"{name}\"}} 0"))
+            && m.contains(&format!("eskit_pending_entries{{destination=\"{name}\"}} 0"))
+            && m.contains(&format!("eskit_delivered_total{{destination=\"{name}\"}} 1"))
     })
     .await;
     let text = f.metrics().await;
@@ -200,15 +213,15 @@ async fn dead_entry_is_listed_filtered_replayed_and_delivered() {
         );
     }
     assert!(
-        text.contains("eskit_failed_attempts_total{destination=\"flow-hooks\"} 1"),
+        text.contains(&format!("eskit_failed_attempts_total{{destination=\"{name}\"}} 1")),
         "{text}"
     );
     assert!(
-        text.contains("eskit_dead_total{destination=\"flow-hooks\"} 1"),
+        text.contains(&format!("eskit_dead_total{{destination=\"{name}\"}} 1")),
         "{text}"
     );
     assert!(
-        text.contains("eskit_pending_entries{destination=\"flow-hooks\"} 0"),
+        text.contains(&format!("eskit_pending_entries{{destination=\"{name}\"}} 0")),
         "{text}"
     );
     assert!(text.contains("eskit_database_up 1"), "{text}");

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use eskit::{EntryFilter, EntryState, OutboxStore};
+use eskit::{EntryFilter, EntryState};
 use eskit_testkit::wait_until;
 use serde_json::{Value, json};
 use support::{Fixture, Setup, WAIT};

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eskit::StoreOptions;
 use eskit::{
     DeliveryError, Destinations, EventData, EventStore, ExpectedVersion, OutboxEntry, OutboxStore, Relay, RelayConfig,
     RelayHandle, RouteFilter,
 };
+use eskit_postgres::PgStore;
 use eskit_sqlite::SqliteStore;
 use eskit_testkit::wait_until;
 use reqwest::StatusCode;
@@ -65,7 +67,12 @@ impl Switch {
 
 pub struct Fixture {
     pub destination: String,
-    pub store: SqliteStore,
+    /// The outbox (SQLite, or PostgreSQL with `Setup::postgres`).
+    pub store: Arc<dyn OutboxStore>,
+    /// The same store's event side.
+    pub events: Arc<dyn EventStore>,
+    /// The PostgreSQL store, whose schema `stop` drops.
+    pub pg: Option<PgStore>,
     pub relay: Option<RelayHandle>,
     pub admin: Option<AdminService>,
     pub base: String,
@@ -79,6 +86,8 @@ pub struct Setup {
     pub admin: AdminSection,
     pub retention: RetentionSection,
     pub owner: String,
+    /// PostgreSQL (a fresh schema) instead of a SQLite file.
+    pub postgres: bool,
 }
 
 impl Default for Setup {
@@ -93,6 +102,7 @@ impl Default for Setup {
             },
             retention: RetentionSection::default(),
             owner: format!("relay-{}", Uuid::new_v4().simple()),
+            postgres: false,
         }
     }
 }
@@ -101,15 +111,26 @@ impl Fixture {
     /// Each test names its own destination: metrics are process-wide.
     pub async fn start(destination: &str, setup: Setup) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("admin.db").display());
-        let store = SqliteStore::builder(url)
+        let options = StoreOptions::default()
             .with_outbox(destination, RouteFilter::all())
-            .partitions(4)
-            .open()
-            .await
-            .unwrap();
+            .partitions(4);
+        let (outbox, events, pg): (Arc<dyn OutboxStore>, Arc<dyn EventStore>, _) = if setup.postgres {
+            let url =
+                std::env::var("ESKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+            let store = PgStore::builder(url)
+                .schema(format!("t_admin_{}", Uuid::new_v4().simple()))
+                .max_connections(5)
+                .options(options)
+                .open()
+                .await
+                .unwrap();
+            (Arc::new(store.clone()), Arc::new(store.clone()), Some(store))
+        } else {
+            let url = format!("sqlite://{}", dir.path().join("admin.db").display());
+            let store = SqliteStore::builder(url).options(options).open().await.unwrap();
+            (Arc::new(store.clone()), Arc::new(store), None)
+        };
         let switch = Switch::failing();
-        let outbox: Arc<dyn OutboxStore> = Arc::new(store.clone());
         let relay = setup.with_relay.then(|| {
             let config = RelayConfig::default()
                 .owner(setup.owner.clone())
@@ -120,7 +141,7 @@ impl Fixture {
                 .config(config)
                 .start()
         });
-        let mut options = AdminOptions::new(setup.admin, setup.retention, outbox);
+        let mut options = AdminOptions::new(setup.admin, setup.retention, outbox.clone());
         options.token_env = None;
         options.destinations = vec![destination.to_string()];
         options.owner = setup.owner;
@@ -129,7 +150,9 @@ impl Fixture {
         let base = format!("http://{}", admin.local_addr().unwrap());
         Self {
             destination: destination.to_string(),
-            store,
+            store: outbox,
+            events,
+            pg,
             relay,
             admin: Some(admin),
             base,
@@ -141,7 +164,7 @@ impl Fixture {
 
     pub async fn append(&self, stream: &str, payload: Value) -> Uuid {
         let event = EventData::json("OrderPlaced", &payload).unwrap();
-        self.store
+        self.events
             .append(stream, ExpectedVersion::Any, vec![event])
             .await
             .unwrap();
@@ -242,6 +265,10 @@ impl Fixture {
         }
         if let Some(r) = self.relay.take() {
             r.shutdown().await;
+        }
+        if let Some(pg) = self.pg.take() {
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", pg.schema().quoted());
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pg.pool()).await.ok();
         }
     }
 }
