@@ -23,8 +23,7 @@ use crate::error::{CliError, CliResult};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // Help and version go to stdout with exit 0; usage errors to stderr with exit 2.
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
     let default_level = match cli.command {
         Command::Relay(_) => "info",
@@ -60,6 +59,36 @@ fn load(source: &ConfigSource) -> CliResult<Config> {
     destinations::validate(&config)?;
     tracing::debug!(config = ?config, "configuration loaded");
     Ok(config)
+}
+
+/// Help and version go to stdout with exit 0 (help for a bare `eskit` to stderr, exit
+/// 2); a usage error is one line on stderr, exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        _ => {
+            // clap's message spans several lines (a list of arguments, tips, a usage
+            // block): keep the message and the tips, on one line.
+            let text = e.render().to_string();
+            let message = text.split("\nUsage:").next().unwrap_or_default();
+            let message = message.split("\nFor more information").next().unwrap_or_default();
+            let mut line = String::new();
+            for part in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if !line.is_empty() {
+                    line.push_str(if part.starts_with("tip:") { "; " } else { " " });
+                }
+                line.push_str(part);
+            }
+            if line.is_empty() {
+                line.push_str("error: invalid usage");
+            }
+            eprintln!("{line} (see --help)");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Prints the one-line error and picks the exit code. A closed stdout (`| head`) is

@@ -370,7 +370,10 @@ async fn purge_keeps_dead_entries_and_destinations_can_be_disabled_and_enabled()
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = f.post("/api/destinations/no-such-hooks/disable", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (_, body) = f.get("/api/status").await;
+    assert_eq!(body["destinations"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["destinations"][0]["disabled"], true);
     assert_eq!(body["destinations"][0]["disabled_reason"], "maintenance <window>");
     // Once the relay has seen the switch, a new entry waits.

@@ -233,6 +233,7 @@ async fn relay_daemon_serves_the_admin_api_from_its_config() {
     );
     let mut child = command(dir.path(), &["relay", "--log-format", "json"])
         .env("ESKIT_ADMIN_TOKEN", token)
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -465,6 +465,13 @@ pub async fn disable(
     body: Result<Json<DisableRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
+    let known = state.destinations.contains(&name) || state.store.destinations().await?.contains(&name);
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown destination {name:?}: not configured and without entries"),
+        ));
+    }
     let reason = non_empty(body.reason).unwrap_or_else(|| "disabled by an operator".into());
     state.store.disable_destination(&name, &reason).await?;
     info!(destination = %name, reason = %reason, "admin API: destination disabled");
