@@ -169,26 +169,40 @@ fn append_in(
             actual,
         });
     }
+    // Decode everything before writing anything (JSON that parses as raw text may still
+    // not decode, e.g. a lone surrogate escape).
+    let decode = |field: &'static str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|err| {
+            Error::Validation(eskit::ValidationError::InvalidJson {
+                field,
+                reason: err.to_string(),
+            })
+        })
+    };
+    let mut decoded = Vec::with_capacity(events.len());
+    for e in &events {
+        let payload = decode("payload", e.payload.get())?;
+        let metadata = e.metadata.as_ref().map(|m| decode("metadata", m.get())).transpose()?;
+        decoded.push((payload, metadata));
+    }
     let first_version = actual.unwrap_or(0) + 1;
     let entries = options
         .routes
         .entries_for(stream_id, first_version, &events, options.partitions);
+    if let Some(taken) = entries.iter().find(|e| state.by_entry_id.contains_key(&e.id)) {
+        return Err(Error::IdempotencyConflict { event_id: taken.id });
+    }
     let recorded_at = now();
     let first_position = state.events.len() as i64 + 1;
-    for (i, e) in events.iter().enumerate() {
+    for (i, (e, (payload, metadata))) in events.iter().zip(decoded).enumerate() {
         let recorded = RecordedEvent {
             position: first_position + i as i64,
             stream_id: stream_id.to_string(),
             stream_version: first_version + i as u64,
             event_id: e.id,
             event_type: e.event_type.clone(),
-            payload: serde_json::from_str(e.payload.get()).map_err(|err| Error::database("decoding payload", err))?,
-            metadata: e
-                .metadata
-                .as_ref()
-                .map(|m| serde_json::from_str(m.get()))
-                .transpose()
-                .map_err(|err| Error::database("decoding metadata", err))?,
+            payload,
+            metadata,
             recorded_at,
         };
         state.by_event_id.insert(e.id, state.events.len());
