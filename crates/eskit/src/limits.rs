@@ -120,7 +120,9 @@ fn check_no_control(field: &'static str, value: &str) -> Result<(), ValidationEr
 }
 
 /// One pass over valid JSON text: rejects `\u0000` escapes (raw NUL cannot occur in
-/// valid JSON) and nesting deeper than `max_depth`.
+/// valid JSON), nesting deeper than `max_depth`, and what `serde_json::Value` (hence
+/// every reader) and PostgreSQL's `jsonb` cannot take back although the JSON grammar
+/// allows it: lone UTF-16 surrogate escapes and numbers beyond the `f64` range.
 fn scan_json(field: &'static str, text: &str, max_depth: usize) -> Result<(), ValidationError> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
@@ -131,10 +133,11 @@ fn scan_json(field: &'static str, text: &str, max_depth: usize) -> Result<(), Va
         if in_string {
             match b {
                 b'\\' => {
-                    if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
-                        return Err(ValidationError::NulInJson { field });
+                    if bytes.get(i + 1) == Some(&b'u') {
+                        i = check_unicode_escape(field, bytes, i)?;
+                    } else {
+                        i += 2;
                     }
-                    i += 2;
                     continue;
                 }
                 b'"' => in_string = false,
@@ -152,12 +155,66 @@ fn scan_json(field: &'static str, text: &str, max_depth: usize) -> Result<(), Va
                 }
                 b'}' | b']' => depth = depth.saturating_sub(1),
                 0 => return Err(ValidationError::NulInJson { field }),
+                b'-' | b'0'..=b'9' => {
+                    i = check_number(field, bytes, i)?;
+                    continue;
+                }
                 _ => {}
             }
         }
         i += 1;
     }
     Ok(())
+}
+
+/// The 4 hex digits of a `\uXXXX` escape at `at` (pointing at the backslash).
+fn escape_code(bytes: &[u8], at: usize) -> Option<u16> {
+    let hex = bytes.get(at + 2..at + 6)?;
+    u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// Checks the `\uXXXX` escape at `at`: not NUL, and surrogates only in pairs. Returns
+/// the index after the escape (after the pair for a surrogate pair).
+fn check_unicode_escape(field: &'static str, bytes: &[u8], at: usize) -> Result<usize, ValidationError> {
+    let lone = |code: u16| ValidationError::InvalidJson {
+        field,
+        reason: format!("lone UTF-16 surrogate escape \\u{code:04x} at byte {at}"),
+    };
+    match escape_code(bytes, at) {
+        Some(0) => Err(ValidationError::NulInJson { field }),
+        Some(high @ 0xD800..=0xDBFF) => {
+            let paired = bytes.get(at + 6) == Some(&b'\\')
+                && bytes.get(at + 7) == Some(&b'u')
+                && escape_code(bytes, at + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low));
+            if paired { Ok(at + 12) } else { Err(lone(high)) }
+        }
+        Some(low @ 0xDC00..=0xDFFF) => Err(lone(low)),
+        _ => Ok(at + 6),
+    }
+}
+
+/// Checks the number starting at `at`: within the `f64` range (a longer or exponent
+/// form is parsed). Returns the index after it.
+fn check_number(field: &'static str, bytes: &[u8], at: usize) -> Result<usize, ValidationError> {
+    let end = bytes[at..]
+        .iter()
+        .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+        .map_or(bytes.len(), |n| at + n);
+    let token = &bytes[at..end];
+    // Shorter plain numbers always fit (f64::MAX has 309 digits).
+    if token.len() > 300 || token.iter().any(|b| matches!(b, b'e' | b'E')) {
+        let finite = std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(f64::is_finite);
+        if !finite {
+            return Err(ValidationError::InvalidJson {
+                field,
+                reason: format!("number out of range at byte {at}"),
+            });
+        }
+    }
+    Ok(end)
 }
 
 #[cfg(test)]
@@ -212,5 +269,40 @@ mod tests {
             parse_raw("payload", "{"),
             Err(ValidationError::InvalidJson { .. })
         ));
+    }
+
+    #[test]
+    fn json_that_readers_cannot_take_back() {
+        let l = Limits::default();
+        let check = |text: &str| l.check_json("payload", &parse_raw("payload", text).unwrap());
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"["\uDBFF"]"#,
+            r#"{"a":1e400}"#,
+            r#"[-1E+309]"#,
+        ] {
+            assert!(
+                matches!(check(bad), Err(ValidationError::InvalidJson { field: "payload", .. })),
+                "{bad}: {:?}",
+                check(bad)
+            );
+        }
+        let huge = format!("[1{}]", "0".repeat(400));
+        assert!(matches!(check(&huge), Err(ValidationError::InvalidJson { .. })));
+        for good in [
+            r#"{"a":"\ud83e\udd80"}"#,
+            r#"{"a":"\u00e9\\ud800"}"#,
+            r#"[1e308, -1.5e-400, 0, -0.0, 12345678901234567890]"#,
+            r#"{"\ud800\udc00": true}"#,
+        ] {
+            assert_eq!(check(good), Ok(()), "{good}");
+            serde_json::from_str::<serde_json::Value>(good).expect("a reader takes it back");
+        }
+        assert_eq!(
+            check(r#"{"a":"x\u0000"}"#),
+            Err(ValidationError::NulInJson { field: "payload" })
+        );
     }
 }
