@@ -19,6 +19,7 @@
 //! beyond generous deadlines.
 
 mod atomicity;
+mod bad_input;
 mod outbox;
 mod relay;
 mod routes;
@@ -28,6 +29,7 @@ pub mod support;
 mod webhook;
 
 pub use atomicity::*;
+pub use bad_input::*;
 pub use outbox::*;
 pub use relay::*;
 pub use routes::*;
@@ -60,6 +62,7 @@ macro_rules! conformance_tests {
             idempotent_append_conflicts_on_different_content,
             validation_rejects_bad_input,
             outbox_message_validation,
+            bad_input_corpus,
             // Atomicity.
             rollback_leaves_nothing,
             drop_without_commit_leaves_nothing,
@@ -141,6 +144,7 @@ mod tests {
         let files = [
             include_str!("store.rs"),
             include_str!("atomicity.rs"),
+            include_str!("bad_input.rs"),
             include_str!("routes.rs"),
             include_str!("outbox.rs"),
             include_str!("relay.rs"),
