@@ -7,10 +7,13 @@
 //! - [`receiver`]: a real loopback HTTP webhook receiver that verifies Standard
 //!   Webhooks signatures and injects faults (used by tests and by `eskit demo`).
 //! - [`sinks`]: in-process [`eskit::Destination`]s with scripted and random faults.
+//! - [`chaos`]: the crash-loop checker (writers, relay processes killed at seeded
+//!   moments, a faulty sink, then the delivery checks).
 //! - [`checker`]: compares committed entries with observed deliveries: lost,
 //!   phantoms, per-stream order violations, duplicates.
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod checker;
 pub mod harness;
 pub mod memory;
