@@ -41,6 +41,8 @@ pub(crate) enum Exit {
 struct State {
     /// Highest `seq` seen by a partition scan (the fast path reads after it).
     cursor: Option<i64>,
+    /// Where an unfinished re-scan goes on: the last `seq` of its previous full page.
+    rescan_after: Option<i64>,
     parked: Parked,
     last_rescan: Instant,
     lease_renewed: Instant,
@@ -56,6 +58,7 @@ impl PartitionWorker {
         let wakeup = self.store.partition_wakeup(self.lease.partition);
         let mut state = State {
             cursor: None,
+            rescan_after: None,
             parked: Parked::new(),
             last_rescan: Instant::now(),
             lease_renewed: Instant::now(),
@@ -189,6 +192,30 @@ impl PartitionWorker {
         full |= rows.len() as u32 >= limit;
         if let Some(max) = rows.iter().map(|e| e.seq).max() {
             state.cursor = Some(state.cursor.map_or(max, |c| c.max(max)));
+        }
+        let page_end = |rows: &[OutboxEntry]| {
+            (rows.len() as u32 >= limit)
+                .then(|| rows.iter().map(|e| e.seq).max())
+                .flatten()
+        };
+        if rescan {
+            state.rescan_after = page_end(&rows);
+        } else if let Some(after) = state.rescan_after {
+            // A re-scan whose page was full goes on from where it stopped, one page per
+            // step: otherwise a backlog at the head (a parked stream with more pending
+            // entries than a batch) would hide a late commit further on for as long as it
+            // lasts. Its streams have entries at or below `after`, so `AfterSeq` skips them.
+            let more = self
+                .store
+                .fetch_pending(&self.lease, &PendingQuery::AfterSeq(after), limit)
+                .instrument(debug_span!("claim", rescan_after = after, limit))
+                .await?;
+            full |= more.len() as u32 >= limit;
+            state.rescan_after = page_end(&more);
+            if let Some(max) = more.iter().map(|e| e.seq).max() {
+                state.cursor = Some(state.cursor.map_or(max, |c| c.max(max)));
+            }
+            fetched.extend(more);
         }
         fetched.extend(rows);
 
