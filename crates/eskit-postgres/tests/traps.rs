@@ -98,6 +98,60 @@ async fn trap1_late_commit_with_lower_seq_is_delivered() {
     relay.shutdown().await;
 }
 
+/// Trap 1 behind a backlog: the periodic re-scan from the oldest pending entry must not
+/// stop at its first page. A failing stream with more pending entries than a batch fills
+/// that page; a late commit further on (below the fast path's position) must still be
+/// found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap1_late_commit_behind_a_parked_backlog_is_delivered() {
+    let schema = TestSchema::new();
+    let store = schema.open(hook_options(1)).await;
+    let sink = Sink::new();
+    sink.fail_stream("poison");
+    // The failing stream's 50 entries are the oldest of the partition: more than a batch.
+    for round in 0..5 {
+        let events: Vec<EventData> = (0..10).map(|i| ev(round * 10 + i)).collect();
+        store.append("poison", ExpectedVersion::Any, events).await.unwrap();
+    }
+    let relay = start_relay(&store, &sink, relay_config("r1").batch_size(20));
+    assert!(
+        common::wait_until(DEADLINE, || async {
+            sink.attempts().iter().any(|a| a.stream_id == "poison")
+        })
+        .await
+    );
+
+    let mut tx_a = store.pool().begin().await.unwrap();
+    store
+        .append_in(&mut tx_a, "late", ExpectedVersion::NoStream, vec![ev(1)])
+        .await
+        .unwrap();
+    for i in 0..10 {
+        store
+            .append(&format!("other-{i}"), ExpectedVersion::Any, vec![ev(i)])
+            .await
+            .unwrap();
+    }
+    let others: Vec<Uuid> = all_entries(&store, "hook")
+        .await
+        .iter()
+        .filter(|e| e.stream_id.starts_with("other-"))
+        .map(|e| e.id)
+        .collect();
+    assert!(
+        sink.wait_delivered(&others, DEADLINE).await,
+        "other streams go past the failing one"
+    );
+
+    tx_a.commit().await.unwrap();
+    let late = entry_ids(&store, "late").await;
+    assert!(
+        sink.wait_delivered(&[late[0].0], DEADLINE).await,
+        "a late commit behind a failing stream's backlog is delivered"
+    );
+    relay.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap2_open_transaction_does_not_stall_delivery() {
     let schema = TestSchema::new();
