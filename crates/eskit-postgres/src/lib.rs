@@ -36,9 +36,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! All SQL lives in `src/sql.rs` (templates filled in with the schema once, at open) and `migrations/`; every decision (ordering, retries, leases, dead-lettering)
-//! is made by the core relay engine. See `docs/postgres.md` for how the three
-//! PostgreSQL outbox traps (skips, stalls, xid order) are avoided.
+//! All SQL lives in `src/sql.rs` (templates filled in with the schema once, at open)
+//! and `migrations/`; every decision (ordering, retries, leases, dead-lettering) is made
+//! by the core relay engine. See `docs/postgres.md` for how the three PostgreSQL outbox
+//! traps (skips, stalls, xid order) are avoided.
 #![warn(missing_docs)]
 
 mod append;
