@@ -1,6 +1,6 @@
 //! # eskit-postgres
 //!
-//! The PostgreSQL backend of [eskit](eskit): events, streams and the transactional
+//! The PostgreSQL backend of [`eskit`]: events, streams and the transactional
 //! outbox in one schema (default `eskit`; embedded migrations tracked in
 //! `<schema>.eskit_migrations`), LISTEN/NOTIFY wakeups for the relay, and the
 //! application's own `sqlx::Transaction<Postgres>` accepted everywhere.
