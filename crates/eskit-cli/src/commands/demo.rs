@@ -42,8 +42,11 @@ const DESTINATION: &str = "webhook";
 const WRITERS: usize = 4;
 /// Events per transaction.
 const EVENTS_PER_TRANSACTION: usize = 25;
-/// Partitions of the demo store.
-const PARTITIONS: u32 = 8;
+/// Partitions of the demo store: the default, so that a kept database opens with the
+/// default configuration.
+fn partitions() -> u32 {
+    StoreOptions::default().partitions
+}
 /// The webhook's request timeout; hanging requests exceed it.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_millis(250);
 /// Status the receiver answers for the permanently failing stream (a permanent 4xx;
@@ -147,7 +150,10 @@ impl DemoDb {
     async fn cleanup(&self, store: Option<&OpenStore>) {
         match self {
             DemoDb::Sqlite { file, keep: true, .. } => {
-                eprintln!("kept the database: {}", file.display());
+                eprintln!(
+                    "kept the database {0}; look inside with e.g. `ESKIT_DATABASE=sqlite://{0} eskit outbox dlq list`",
+                    file.display()
+                );
             }
             DemoDb::Sqlite {
                 file,
@@ -163,7 +169,15 @@ impl DemoDb {
                     }
                 }
             }
-            DemoDb::Postgres { schema, keep: true, .. } => eprintln!("kept the PostgreSQL schema {schema}"),
+            DemoDb::Postgres {
+                url,
+                schema,
+                keep: true,
+            } => eprintln!(
+                "kept the PostgreSQL schema {schema}; look inside with e.g. \
+                 `ESKIT_DATABASE={} ESKIT_SCHEMA={schema} eskit outbox dlq list`",
+                redact_url(url)
+            ),
             DemoDb::Postgres {
                 schema, keep: false, ..
             } => {
@@ -225,7 +239,7 @@ async fn run_demo(args: &DemoArgs, db: &DemoDb, opened: &mut Option<OpenStore>) 
 
     let options = StoreOptions::default()
         .with_outbox(DESTINATION, RouteFilter::all())
-        .partitions(PARTITIONS);
+        .partitions(partitions());
     let store = open_url(db.url(), db.schema(), options).await?;
     *opened = Some(store.clone());
     let outbox = store.outbox();
@@ -399,7 +413,7 @@ async fn append_all(store: &OpenStore, events: u64, streams: u64, bar: &Progress
                 for ((stream, events), result) in sent.iter().zip(results) {
                     for (i, event) in events.iter().enumerate() {
                         let version = result.first_version + i as u64;
-                        let entry = NewOutboxEntry::for_event(DESTINATION, stream, version, event, PARTITIONS);
+                        let entry = NewOutboxEntry::for_event(DESTINATION, stream, version, event, partitions());
                         committed.push(Committed::new(entry.id, stream.clone(), version as i64));
                     }
                 }
