@@ -173,15 +173,42 @@ pub async fn open_url(database: &str, schema: &str, options: StoreOptions) -> Cl
             .await
             .map(OpenStore::Sqlite)
             .map_err(CliError::store(format!("opening {shown}"))),
-        DatabaseUrl::Postgres { url } => PgStore::builder(url)
-            .schema(schema)
-            .options(options)
-            .open()
-            .await
-            .map(OpenStore::Postgres)
-            .map_err(CliError::store(format!("opening {shown}"))),
+        DatabaseUrl::Postgres { url } => {
+            check_postgres_reachable(&url)
+                .await
+                .map_err(CliError::store(format!("opening {shown}")))?;
+            PgStore::builder(url)
+                .schema(schema)
+                .options(options)
+                .open()
+                .await
+                .map(OpenStore::Postgres)
+                .map_err(CliError::store(format!("opening {shown}")))
+        }
     }
 }
+
+/// One direct connection before the pool: a server that is down or refuses us fails
+/// at once with the real cause ("connection refused", "role does not exist") instead
+/// of the pool's "timed out" after its acquire timeout.
+async fn check_postgres_reachable(url: &str) -> eskit::Result<()> {
+    use sqlx::Connection as _;
+    let attempt = tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, sqlx::PgConnection::connect(url));
+    match attempt.await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(eskit::Error::database("connecting to PostgreSQL", e)),
+        Err(_) => Err(eskit::Error::database(
+            "connecting to PostgreSQL",
+            format!("no answer within {}s", POSTGRES_CONNECT_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+/// How long the first connection to PostgreSQL may take.
+const POSTGRES_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

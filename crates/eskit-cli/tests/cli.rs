@@ -709,6 +709,30 @@ fn secrets_never_appear_in_errors_or_logs() {
 }
 
 #[test]
+fn an_unreachable_database_is_one_line_without_the_password() {
+    let sb = Sandbox::sqlite();
+    let run = sb
+        .run_env(
+            &["read", "--all"],
+            &[("ESKIT_DATABASE", "postgres://app:hunter2@127.0.0.1:1/x")],
+        )
+        .fails_with(1);
+    assert!(run.stderr.contains("connecting to PostgreSQL"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("app:***@127.0.0.1:1") && !run.stderr.contains("hunter2"),
+        "{}",
+        run.stderr
+    );
+    let run = sb
+        .run_env(
+            &["read", "--all"],
+            &[("ESKIT_DATABASE", "sqlite:///nonexistent-dir/x/y.db")],
+        )
+        .fails_with(1);
+    assert!(run.stderr.contains("y.db"), "{}", run.stderr);
+}
+
+#[test]
 fn relay_without_destinations_is_a_config_error() {
     let sb = Sandbox::sqlite();
     let run = sb.run(&["relay"]).fails_with(2);

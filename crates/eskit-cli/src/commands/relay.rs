@@ -20,6 +20,9 @@ use crate::store::{OpenStore, open_store};
 
 /// Runs `eskit relay` until a signal.
 pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
+    // First of all: from here on SIGINT/SIGTERM mean a graceful stop, never the
+    // default "terminate at once".
+    let mut signals = Signals::install()?;
     let destinations = destinations::build(config)?;
     if destinations.is_empty() {
         return Err(
@@ -45,13 +48,13 @@ pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
         }
     };
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.next().await;
     info!(signal, "shutting down (a second signal exits at once)");
     services.stop().await;
     tokio::select! {
         _ = handle.shutdown() => {}
-        second = wait_for_signal() => {
-            warn!(signal = second.unwrap_or("?"), "second signal: exiting without waiting; unfinished entries stay pending");
+        second = signals.next() => {
+            warn!(signal = second, "second signal: exiting without waiting; unfinished entries stay pending");
             return Err(CliError::Failed("interrupted during shutdown".into()));
         }
     }
@@ -93,23 +96,43 @@ impl Services {
     }
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name.
-async fn wait_for_signal() -> CliResult<&'static str> {
+/// SIGINT and SIGTERM handlers, installed once at start.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(CliError::io("installing the SIGTERM handler"))?;
-        let mut int = signal(SignalKind::interrupt()).map_err(CliError::io("installing the SIGINT handler"))?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> CliResult<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).map_err(CliError::io("installing the SIGTERM handler"))?,
+                int: signal(SignalKind::interrupt()).map_err(CliError::io("installing the SIGINT handler"))?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(CliError::io("waiting for Ctrl-C"))?;
-        Ok("Ctrl-C")
+
+    /// Waits for the next SIGINT or SIGTERM; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
