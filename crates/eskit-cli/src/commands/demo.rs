@@ -26,7 +26,7 @@ use eskit_destinations::webhook::{WebhookConfig, WebhookDestination};
 use eskit_testkit::checker::{Checker, Committed, Report};
 use eskit_testkit::receiver::{Answer, Delivery, FaultPlan, Receiver, ReceiverConfig, SignatureCheck};
 use hdrhistogram::Histogram;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
@@ -297,8 +297,11 @@ async fn run_demo(args: &DemoArgs, db: &DemoDb, opened: &mut Option<OpenStore>) 
         .start();
 
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {per_sec} {msg}")
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {rate} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        })
         .progress_chars("=> ");
     let append_bar = progress.add(
         ProgressBar::new(events)

@@ -354,6 +354,10 @@ pub fn new_table(header: &[&str]) -> Table {
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());
+    // Fit a real terminal; never squeeze into an unknown or absurdly narrow one.
+    if table.width().is_none_or(|w| w < 60) {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
     table
 }
 
