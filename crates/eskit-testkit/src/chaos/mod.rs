@@ -158,6 +158,19 @@ where
     let faulty_log = tokio::spawn(log.clone().follow(faulty.clone(), 1, stop_faulty_log.clone()));
     let mut relays = Relays::new(launcher, config.relays.max(1), config.work_dir.clone());
     relays.start_all(&faulty.url())?;
+    // The chaos clock starts once the relays hold every partition, so that the first
+    // kills hit working relays, not starting ones.
+    if !relays_ready(
+        &*store,
+        &config.destination,
+        config.partitions,
+        relays.len(),
+        READY_TIMEOUT,
+    )
+    .await
+    {
+        progress("the relays did not take every partition in time; starting anyway");
+    }
     progress(&format!(
         "seed {}: {} relays, {} kills over {:.1}s, {} events over {} streams from {} writers",
         config.seed,
@@ -323,6 +336,28 @@ where
         let _ = std::fs::write(config.work_dir.join("report.json"), json);
     }
     Ok(report)
+}
+
+/// How long the relays get to take every partition before the chaos starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until every partition of `destination` has a live lease and every relay holds
+/// one (or as many relays as there are partitions do).
+async fn relays_ready<S: OutboxStore>(
+    store: &S,
+    destination: &str,
+    partitions: u32,
+    relays: usize,
+    within: Duration,
+) -> bool {
+    crate::wait::wait_until(within, || async {
+        store.list_leases(destination).await.is_ok_and(|leases| {
+            let live: Vec<_> = leases.iter().filter(|l| l.live).collect();
+            let owners: std::collections::HashSet<&str> = live.iter().map(|l| l.owner.as_str()).collect();
+            live.len() as u32 >= partitions && owners.len() >= relays.min(partitions as usize)
+        })
+    })
+    .await
 }
 
 /// Partitions of `destination` whose live lease belongs to the relay with this pid

@@ -11,9 +11,9 @@ use serde::Serialize;
 use crate::receiver::FaultPlan;
 
 /// Shortest pause between two kills.
-const MIN_KILL_GAP: Duration = Duration::from_millis(150);
+const MIN_KILL_GAP: Duration = Duration::from_millis(300);
 /// Longest pause between two kills.
-const MAX_KILL_GAP: Duration = Duration::from_millis(900);
+const MAX_KILL_GAP: Duration = Duration::from_millis(1500);
 /// Longest wait before a killed relay is started again.
 const MAX_RESTART_DELAY: Duration = Duration::from_millis(300);
 /// The chaos phase lasts at least this long, kills or not.

@@ -80,6 +80,11 @@ impl Relays {
         Ok(())
     }
 
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The process id of a slot's relay.
     pub fn pid(&self, slot: usize) -> Option<u32> {
         self.slots[slot].pid

@@ -650,3 +650,215 @@ impl fmt::Display for ChaosReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::WebhookBody;
+    use axum::body::Bytes;
+    use serde_json::value::RawValue;
+
+    fn entry(stream: &str, version: u64, state: EntryState) -> OutboxEntry {
+        let now = OffsetDateTime::now_utc();
+        OutboxEntry {
+            seq: version as i64,
+            id: Uuid::now_v7(),
+            destination: "sink".into(),
+            stream_id: stream.into(),
+            partition: partition_of(stream, 4),
+            event_type: "ChaosEvent".into(),
+            payload: RawValue::from_string(format!("{{\"v\":{version}}}")).unwrap(),
+            metadata: None,
+            event_id: Some(Uuid::now_v7()),
+            stream_version: Some(version),
+            state,
+            attempts: 1,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+            dead_at: None,
+        }
+    }
+
+    fn delivery(e: &OutboxEntry, answer: Answer, at_ms: i64) -> (u8, Delivery) {
+        (
+            1,
+            Delivery {
+                webhook_id: Some(e.id.to_string()),
+                timestamp: Some(0),
+                body: Some(WebhookBody {
+                    id: e.id,
+                    stream: e.stream_id.clone(),
+                    event_type: e.event_type.clone(),
+                    payload: serde_json::json!({ "v": e.stream_version }),
+                    created_at: None,
+                }),
+                raw_body: Bytes::new(),
+                attempt: 1,
+                received_at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(at_ms),
+                signature: SignatureCheck::Valid,
+                answer,
+            },
+        )
+    }
+
+    /// Observations of a clean run: both entries stored, appended ok, delivered in order.
+    fn clean() -> (Observations, Vec<OutboxEntry>) {
+        let entries = vec![
+            entry("s", 1, EntryState::Delivered),
+            entry("s", 2, EntryState::Delivered),
+        ];
+        let events = entries
+            .iter()
+            .map(|e| StoredEvent {
+                id: e.event_id.unwrap(),
+                stream: e.stream_id.clone(),
+                version: e.stream_version.unwrap(),
+            })
+            .collect();
+        let records = vec![AppendRecord {
+            writer: 0,
+            stream: "s".into(),
+            first_version: 1,
+            event_ids: entries.iter().map(|e| e.event_id.unwrap()).collect(),
+            outcome: Outcome::Ok,
+            resolved_committed: None,
+            at_ms: 0,
+        }];
+        let deliveries = vec![
+            delivery(&entries[0], Answer::ServerError, 1),
+            delivery(&entries[0], Answer::Accepted, 2),
+            delivery(&entries[1], Answer::Accepted, 3),
+        ];
+        let o = Observations {
+            seed: 1,
+            settings: Settings {
+                events: 2,
+                streams: 1,
+                writers: 1,
+                relays: 1,
+                batch_size: 10,
+                partitions: 4,
+                db_restart: false,
+            },
+            plan: Plan::new(1, 0, 1, 1, false),
+            records,
+            anomalies: Vec::new(),
+            errors: BTreeMap::new(),
+            events,
+            entries: entries.clone(),
+            deliveries,
+            kills: Vec::new(),
+            db_restart: None,
+            pending_after_drain: 0,
+            unexpected_exits: Vec::new(),
+            durations: Durations::default(),
+            work_dir: PathBuf::new(),
+        };
+        (o, entries)
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let (o, _) = clean();
+        let r = analyze(o);
+        assert!(r.passed(), "{:?}", r.violations);
+        assert_eq!(
+            (r.committed, r.delivered, r.duplicates, r.sink.server_errors),
+            (2, 2, 0, 1)
+        );
+    }
+
+    #[test]
+    fn each_violation_is_caught() {
+        let violation = |f: &dyn Fn(&mut Observations, &[OutboxEntry]), needle: &str| {
+            let (mut o, entries) = clean();
+            f(&mut o, &entries);
+            let r = analyze(o);
+            assert!(
+                r.violations.iter().any(|v| v.contains(needle)),
+                "{needle}: {:?}",
+                r.violations
+            );
+        };
+        violation(
+            &|o, _| {
+                o.deliveries.pop();
+            },
+            "lost",
+        );
+        violation(
+            &|o, e| o.deliveries.insert(0, delivery(&e[1], Answer::Accepted, 0)),
+            "order violations",
+        );
+        violation(
+            &|o, e| o.deliveries.insert(0, delivery(&e[1], Answer::Accepted, 0)),
+            "gaps",
+        );
+        violation(
+            &|o, _| {
+                o.deliveries
+                    .push(delivery(&entry("x", 1, EntryState::Pending), Answer::Accepted, 9))
+            },
+            "phantom",
+        );
+        violation(
+            &|o, _| {
+                o.events.pop();
+            },
+            "acknowledged appends not stored",
+        );
+        violation(
+            &|o, _| o.records[0].outcome = Outcome::Failed,
+            "failed or rolled-back appends stored",
+        );
+        violation(
+            &|o, e| o.deliveries.push(delivery(&e[0], Answer::Accepted, 9)),
+            "duplicates 1 exceed the bound 0",
+        );
+        violation(&|o, _| o.pending_after_drain = 3, "still pending");
+        violation(
+            &|o, _| o.deliveries[0].1.signature = SignatureCheck::Invalid,
+            "bad signatures",
+        );
+        violation(
+            &|o, _| o.unexpected_exits.push("relay 0 exited".into()),
+            "exited on their own",
+        );
+        violation(&|o, _| o.events[1].version = 3, "missing stream versions");
+        violation(
+            &|o, _| {
+                o.deliveries.retain(|(_, d)| {
+                    d.answer != Answer::Accepted || d.body.as_ref().is_some_and(|b| b.payload["v"] != 2)
+                });
+            },
+            "without a sink record",
+        );
+    }
+
+    #[test]
+    fn recovery_is_the_first_delivery_of_a_killed_partition() {
+        let (mut o, entries) = clean();
+        let p = partition_of("s", 4);
+        o.kills.push(KillRecord {
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(1),
+            at_ms: 0,
+            relay: 0,
+            pid: Some(7),
+            partitions: Some(vec![p]),
+        });
+        o.kills.push(KillRecord {
+            at: OffsetDateTime::UNIX_EPOCH,
+            at_ms: 0,
+            relay: 0,
+            pid: Some(8),
+            partitions: Some(vec![(p + 1) % 4]),
+        });
+        let _ = entries;
+        let r = analyze(o);
+        assert_eq!(r.kills[0].recovery_ms, Some(1), "accepted at 2 ms, killed at 1 ms");
+        assert_eq!(r.kills[1].recovery_ms, None, "nothing of that partition was delivered");
+        assert_eq!(r.duplicate_bound, 2 * 10 * 4);
+    }
+}
