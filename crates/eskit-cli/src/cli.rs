@@ -48,6 +48,9 @@ pub enum Command {
     /// Inspect and operate the outbox and its dead-letter queue.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Crash-loop checker: relays killed at seeded moments, a faulty sink, then the
+    /// delivery checks (lost, phantoms, order, duplicates, recovery times).
+    Chaos(crate::commands::chaos::ChaosArgs),
 }
 
 /// `eskit demo`.

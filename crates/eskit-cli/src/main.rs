@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Read(args) => commands::read::run(&load(&source)?, args).await,
         Command::Relay(args) => commands::relay::run(&load(&source)?, args).await,
         Command::Outbox(command) => commands::outbox::run(&load(&source)?, command).await,
+        Command::Chaos(args) => commands::chaos::run(args).await,
     }
 }
 
