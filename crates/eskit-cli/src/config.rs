@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use eskit::{RelayConfig, RetryPolicy, RouteFilter, StoreOptions};
+use eskit_destinations::nats::NatsConfig;
+use eskit_destinations::rabbitmq::RabbitMqConfig;
+use eskit_destinations::redis::RedisConfig;
 use eskit_destinations::webhook::WebhookConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -304,6 +307,39 @@ pub struct DestinationConfig {
     pub name: String,
     /// The destination itself, by type.
     pub kind: DestinationKind,
+    /// How the relay treats it: `max_in_flight`, `breaker_failures`, `breaker_open_for`.
+    pub policy: PolicyConfig,
+}
+
+/// Per-destination relay keys, beside `name` and `type` in `[[destinations]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Most deliveries in flight at once to this destination, across all partitions.
+    pub max_in_flight: Option<usize>,
+    /// Consecutive retryable failures that open the circuit (default 20).
+    pub breaker_failures: Option<u32>,
+    /// How long an open circuit waits before one probe (default "5s").
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_open_for: Option<std::time::Duration>,
+}
+
+impl PolicyConfig {
+    /// Keys of this table, taken out of a destination before its type's keys are parsed.
+    const KEYS: &'static [&'static str] = &["max_in_flight", "breaker_failures", "breaker_open_for"];
+
+    /// The relay's policy for this destination.
+    pub fn to_policy(&self) -> eskit::DestinationPolicy {
+        let mut policy = eskit::DestinationPolicy::default();
+        if let Some(n) = self.max_in_flight {
+            policy = policy.max_in_flight(n);
+        }
+        let defaults = eskit::BreakerConfig::default();
+        policy.breaker(eskit::BreakerConfig {
+            failure_threshold: self.breaker_failures.unwrap_or(defaults.failure_threshold).max(1),
+            open_for: self.breaker_open_for.unwrap_or(defaults.open_for),
+        })
+    }
 }
 
 impl fmt::Debug for DestinationConfig {
@@ -312,6 +348,7 @@ impl fmt::Debug for DestinationConfig {
             .field("name", &self.name)
             .field("type", &self.kind.type_name())
             .field("kind", &self.kind)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -324,6 +361,12 @@ impl fmt::Debug for DestinationConfig {
 pub enum DestinationKind {
     /// `type = "webhook"`: HTTP POST with Standard Webhooks signatures.
     Webhook(WebhookConfig),
+    /// `type = "nats"`: NATS JetStream publish with ack and `Nats-Msg-Id`.
+    Nats(NatsConfig),
+    /// `type = "rabbitmq"`: AMQP publish with publisher confirms, mandatory, message-id.
+    RabbitMq(RabbitMqConfig),
+    /// `type = "redis"`: Redis Streams XADD with the entry id as a field.
+    Redis(RedisConfig),
 }
 
 impl fmt::Debug for DestinationKind {
@@ -331,18 +374,24 @@ impl fmt::Debug for DestinationKind {
         // Each type's own Debug redacts its secrets.
         match self {
             DestinationKind::Webhook(c) => fmt::Debug::fmt(c, f),
+            DestinationKind::Nats(c) => fmt::Debug::fmt(c, f),
+            DestinationKind::RabbitMq(c) => fmt::Debug::fmt(c, f),
+            DestinationKind::Redis(c) => fmt::Debug::fmt(c, f),
         }
     }
 }
 
 impl DestinationKind {
     /// Every `type` value understood.
-    pub const TYPES: &'static [&'static str] = &["webhook"];
+    pub const TYPES: &'static [&'static str] = &["webhook", "nats", "rabbitmq", "redis"];
 
     /// The `type` value.
     pub fn type_name(&self) -> &'static str {
         match self {
             DestinationKind::Webhook(_) => "webhook",
+            DestinationKind::Nats(_) => "nats",
+            DestinationKind::RabbitMq(_) => "rabbitmq",
+            DestinationKind::Redis(_) => "redis",
         }
     }
 
@@ -350,6 +399,9 @@ impl DestinationKind {
     fn parse(kind: &str, keys: &Value) -> FigResult<Self> {
         match kind {
             "webhook" => Ok(DestinationKind::Webhook(keys.deserialize()?)),
+            "nats" => Ok(DestinationKind::Nats(keys.deserialize()?)),
+            "rabbitmq" => Ok(DestinationKind::RabbitMq(keys.deserialize()?)),
+            "redis" => Ok(DestinationKind::Redis(keys.deserialize()?)),
             other => Err(Box::new(
                 figment::Error::from(figment::error::Kind::UnknownVariant(other.to_string(), Self::TYPES))
                     .with_path("type"),
@@ -368,13 +420,14 @@ impl DestinationConfig {
         };
         let name = required_string(dict, "name")?;
         let kind = required_string(dict, "type")?;
-        let rest: Dict = dict
+        let (policy, rest): (Dict, Dict) = dict
             .iter()
             .filter(|(k, _)| *k != "name" && *k != "type")
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .partition(|(k, _)| PolicyConfig::KEYS.contains(&k.as_str()));
         let kind = DestinationKind::parse(&kind, &Value::Dict(value.tag(), rest))?;
-        Ok(Self { name, kind })
+        let policy = Value::Dict(value.tag(), policy).deserialize()?;
+        Ok(Self { name, kind, policy })
     }
 }
 
@@ -583,6 +636,46 @@ secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 timeout = "2s"
 allowed_cidrs = ["127.0.0.0/8"]
 "#;
+
+    #[test]
+    fn parses_broker_destinations_and_policy_keys() {
+        let toml = r#"
+            [[destinations]]
+            name = "events"
+            type = "nats"
+            url = "nats://127.0.0.1:4222"
+            subject = "eskit.{stream}"
+            max_in_flight = 4
+            breaker_failures = 3
+            breaker_open_for = "2s"
+
+            [[destinations]]
+            name = "queue"
+            type = "rabbitmq"
+            url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+            exchange = "eskit"
+            routing_key = "{type}"
+
+            [[destinations]]
+            name = "log"
+            type = "redis"
+            url = "redis://127.0.0.1:6379"
+            stream = "eskit-{stream}"
+            maxlen = 1000
+        "#;
+        let c = parse(toml).unwrap();
+        let types: Vec<_> = c.destinations.iter().map(|d| d.kind.type_name()).collect();
+        assert_eq!(types, ["nats", "rabbitmq", "redis"]);
+        assert_eq!(c.destinations[0].policy.max_in_flight, Some(4));
+        let policy = c.destinations[0].policy.to_policy();
+        assert_eq!(policy.breaker.unwrap().failure_threshold, 3);
+        assert_eq!(policy.breaker.unwrap().open_for, Duration::from_secs(2));
+        assert!(!format!("{c:?}").contains("guest:guest"), "passwords are redacted");
+
+        let bad = toml.replace("maxlen = 1000", "maxlen = 1000\nmax_len = 5");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("max_len"), "{err}");
+    }
 
     #[test]
     fn parses_a_full_config() {

@@ -1,6 +1,9 @@
 //! Building the configured destinations.
 
 use eskit::Destinations;
+use eskit_destinations::nats::NatsDestination;
+use eskit_destinations::rabbitmq::RabbitMqDestination;
+use eskit_destinations::redis::RedisDestination;
 use eskit_destinations::webhook::WebhookDestination;
 
 use crate::config::{Config, ConfigError, DestinationConfig, DestinationKind};
@@ -26,10 +29,19 @@ fn build_one(index: usize, d: &DestinationConfig, into: &mut Destinations) -> Re
         message: format!("destination {:?}: {message}", d.name),
         origin: None,
     };
+    let fail = |e: &(dyn std::error::Error + 'static)| invalid(crate::error::one_line(e));
     match &d.kind {
         DestinationKind::Webhook(c) => {
-            let webhook = WebhookDestination::new(c.clone()).map_err(|e| invalid(crate::error::one_line(&e)))?;
-            into.insert(d.name.clone(), webhook);
+            into.insert(d.name.clone(), WebhookDestination::new(c.clone()).map_err(|e| fail(&e))?);
+        }
+        DestinationKind::Nats(c) => {
+            into.insert(d.name.clone(), NatsDestination::new(c.clone()).map_err(|e| fail(&e))?);
+        }
+        DestinationKind::RabbitMq(c) => {
+            into.insert(d.name.clone(), RabbitMqDestination::new(c.clone()).map_err(|e| fail(&e))?);
+        }
+        DestinationKind::Redis(c) => {
+            into.insert(d.name.clone(), RedisDestination::new(c.clone()).map_err(|e| fail(&e))?);
         }
     }
     Ok(())

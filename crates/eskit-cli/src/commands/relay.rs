@@ -39,7 +39,11 @@ pub async fn run(config: &Config, _args: RelayArgs) -> CliResult {
         "starting relay"
     );
     let (names, owner) = (destinations.names(), relay_config.owner.clone());
-    let handle = Relay::new(store.outbox(), destinations).config(relay_config).start();
+    let mut relay = Relay::new(store.outbox(), destinations).config(relay_config);
+    for d in &config.destinations {
+        relay = relay.policy(d.name.clone(), d.policy.to_policy());
+    }
+    let handle = relay.start();
     let services = match Services::start(config, &store, names, owner, handle.circuits()).await {
         Ok(services) => services,
         Err(e) => {
