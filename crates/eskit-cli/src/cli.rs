@@ -51,6 +51,8 @@ pub enum Command {
     /// Crash-loop checker: relays killed at seeded moments, a faulty sink, then the
     /// delivery checks (lost, phantoms, order, duplicates, recovery times).
     Chaos(crate::commands::chaos::ChaosArgs),
+    /// Measure append and relay throughput and latency beside plain-SQL bounds.
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 /// `eskit demo`.

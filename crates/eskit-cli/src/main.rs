@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Relay(args) => commands::relay::run(&load(&source)?, args).await,
         Command::Outbox(command) => commands::outbox::run(&load(&source)?, command).await,
         Command::Chaos(args) => commands::chaos::run(args).await,
+        Command::Bench(args) => commands::bench::run(args).await,
     }
 }
 

@@ -7,3 +7,8 @@ pub mod demo;
 pub mod outbox;
 pub mod read;
 pub mod relay;
+pub mod bench;
+pub mod bench_append;
+pub mod bench_raw;
+pub mod bench_relay;
+pub mod bench_report;
