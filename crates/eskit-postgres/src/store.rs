@@ -352,11 +352,22 @@ async fn migrate(pool: &PgPool, schema: &SchemaName) -> Result<()> {
 /// Records the partition count on first open; a different count later is an error
 /// (a stream's entries must always land in the same partition).
 async fn check_partitions(pool: &PgPool, sql: &Sql, schema: &SchemaName, partitions: u32) -> Result<()> {
-    let recorded: String = sqlx::query_scalar(sql.partitions_setting.sql())
-        .bind(partitions.to_string())
-        .fetch_one(pool)
-        .await
-        .map_err(db("reading the partition count"))?;
+    // A concurrent first open may insert the row while this statement runs: its
+    // `ON CONFLICT DO NOTHING` then waits for that commit but its snapshot predates it, so
+    // it sees no row. A second statement takes a new snapshot and sees it.
+    let mut recorded = None;
+    for _ in 0..3 {
+        recorded = sqlx::query_scalar::<_, String>(sql.partitions_setting.sql())
+            .bind(partitions.to_string())
+            .fetch_optional(pool)
+            .await
+            .map_err(db("reading the partition count"))?;
+        if recorded.is_some() {
+            break;
+        }
+    }
+    let recorded =
+        recorded.ok_or_else(|| Error::database("reading the partition count", "no partition count recorded"))?;
     if recorded == partitions.to_string() {
         Ok(())
     } else {
