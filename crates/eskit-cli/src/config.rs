@@ -35,6 +35,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "eskit.toml";
 /// (read by the command line instead).
 const NOT_CONFIG_KEYS: &[&str] = &["config", "log_format", "admin_token"];
 
+/// `ESKIT_TEST_*` variables belong to the test suite (e.g. `ESKIT_TEST_PG_URL`), never to
+/// the configuration (lower-cased, after the `ESKIT_` prefix).
+const TEST_ENV_PREFIX: &str = "test_";
+
 /// A configuration error: one line naming the key (and where it came from).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -464,7 +468,12 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed(ENV_PREFIX).ignore(NOT_CONFIG_KEYS).split(ENV_SEPARATOR))
+        figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(NOT_CONFIG_KEYS)
+                .filter(|key| !key.as_str().starts_with(TEST_ENV_PREFIX))
+                .split(ENV_SEPARATOR),
+        )
     }
 
     /// Extracts and validates a configuration from a figment.

@@ -51,8 +51,8 @@ fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 
 /// chromedriver and chromium, or why not. Under CI a missing binary is a failure.
 fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
-    let driver = find_binary("ESKIT_CHROMEDRIVER", &["chromedriver"]);
-    let chromium = find_binary("ESKIT_CHROMIUM", &["chromium", "chromium-browser"]);
+    let driver = find_binary("ESKIT_TEST_CHROMEDRIVER", &["chromedriver"]);
+    let chromium = find_binary("ESKIT_TEST_CHROMIUM", &["chromium", "chromium-browser"]);
     match (driver, chromium) {
         (Some(d), Some(c)) => Some((d, c)),
         (d, c) => {
@@ -69,7 +69,7 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
             );
             println!(
                 "SKIPPED dlq_page_replays_a_dead_entry_in_chromium: {missing} not found \
-                 (apt-get install -y chromium chromium-driver, or set ESKIT_CHROMEDRIVER / ESKIT_CHROMIUM)"
+                 (apt-get install -y chromium chromium-driver, or set ESKIT_TEST_CHROMEDRIVER / ESKIT_TEST_CHROMIUM)"
             );
             None
         }

@@ -2,8 +2,8 @@
 //! binary (relays are child processes of it, SIGKILLed three times).
 //!
 //! The PostgreSQL restart variant restarts the server and so must not run beside other
-//! PostgreSQL tests: it only runs with `ESKIT_PG_RESTART_TEST=1`, on its own, e.g.
-//! `ESKIT_PG_RESTART_TEST=1 cargo test -p eskit-cli --test chaos -- --test-threads 1`.
+//! PostgreSQL tests: it only runs with `ESKIT_TEST_PG_RESTART=1`, on its own, e.g.
+//! `ESKIT_TEST_PG_RESTART=1 cargo test -p eskit-cli --test chaos -- --test-threads 1`.
 
 mod common;
 
@@ -11,7 +11,7 @@ use common::Sandbox;
 use serde_json::Value;
 
 fn pg_url() -> String {
-    std::env::var("ESKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// Runs `eskit chaos --json` with `args`; returns the exit code, the report and stderr.
@@ -77,8 +77,8 @@ fn chaos_on_postgres_loses_nothing() {
 
 #[test]
 fn chaos_on_postgres_with_a_server_restart() {
-    if std::env::var("ESKIT_PG_RESTART_TEST").as_deref() != Ok("1") {
-        eprintln!("skipped: restarts PostgreSQL; set ESKIT_PG_RESTART_TEST=1 and run it alone");
+    if std::env::var("ESKIT_TEST_PG_RESTART").as_deref() != Ok("1") {
+        eprintln!("skipped: restarts PostgreSQL; set ESKIT_TEST_PG_RESTART=1 and run it alone");
         return;
     }
     let url = pg_url();

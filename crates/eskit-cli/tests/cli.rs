@@ -71,7 +71,7 @@ fn demo_keeps_its_database_when_asked_and_refuses_an_existing_one() {
 
 /// The PostgreSQL server the tests use (the same variable as eskit-postgres' tests).
 fn pg_url() -> String {
-    std::env::var("ESKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 //! resumes and loses nothing; the LISTEN connection comes back.
 //!
 //! This restarts the shared server, which breaks every other test running against it,
-//! so it only runs when `ESKIT_PG_RESTART_TEST=1`, in a run of this test binary alone:
+//! so it only runs when `ESKIT_TEST_PG_RESTART=1`, in a run of this test binary alone:
 //!
 //! ```text
-//! ESKIT_PG_RESTART_TEST=1 cargo test -p eskit-postgres --test pg_restart
+//! ESKIT_TEST_PG_RESTART=1 cargo test -p eskit-postgres --test pg_restart
 //! ```
 //!
 //! The restart command is `pg_ctlcluster --skip-systemctl-redirect <version> main
@@ -80,8 +80,8 @@ async fn append_until_done(store: &eskit_postgres::PgStore, stream: &str, event:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_survives_a_postgres_restart() {
-    if std::env::var("ESKIT_PG_RESTART_TEST").as_deref() != Ok("1") {
-        eprintln!("skipped: set ESKIT_PG_RESTART_TEST=1 to restart PostgreSQL (run this binary alone)");
+    if std::env::var("ESKIT_TEST_PG_RESTART").as_deref() != Ok("1") {
+        eprintln!("skipped: set ESKIT_TEST_PG_RESTART=1 to restart PostgreSQL (run this binary alone)");
         return;
     }
     let logs = Captured::default();

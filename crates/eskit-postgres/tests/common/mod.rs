@@ -15,9 +15,9 @@ use eskit_postgres::{PgStore, PgStoreBuilder};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-/// The test server (override with `ESKIT_PG_URL`).
+/// The test server (override with `ESKIT_TEST_PG_URL`).
 pub fn url() -> String {
-    std::env::var("ESKIT_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// Logs to the test output when `RUST_LOG` is set.
