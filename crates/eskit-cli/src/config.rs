@@ -471,7 +471,7 @@ impl Config {
         figment.merge(
             Env::prefixed(ENV_PREFIX)
                 .ignore(NOT_CONFIG_KEYS)
-                .filter(|key| !key.as_str().starts_with(TEST_ENV_PREFIX))
+                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with(TEST_ENV_PREFIX))
                 .split(ENV_SEPARATOR),
         )
     }

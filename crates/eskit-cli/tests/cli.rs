@@ -468,6 +468,15 @@ fn env_overrides_the_file_and_config_goes_before_or_after_the_command() {
         .run_env(&["read", "--all"], &[("ESKIT_NOT_A_KEY", "1")])
         .fails_with(2);
     assert!(run.stderr.contains("not_a_key"), "{}", run.stderr);
+    // ESKIT_TEST_* are the test suite's knobs, never configuration.
+    let listed = sb
+        .run_env(
+            &["read", "--all", "--config", "other.toml"],
+            &[("ESKIT_TEST_PG_URL", "postgres://elsewhere"), ("ESKIT_TEST_ANYTHING", "1")],
+        )
+        .ok()
+        .json_lines();
+    assert_eq!(listed.len(), 2, "the file's database, read as usual");
 }
 
 // ---------------------------------------------------------------------------------

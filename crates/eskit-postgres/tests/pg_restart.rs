@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The restart command is `pg_ctlcluster --skip-systemctl-redirect <version> main
-//! restart` for the (only) cluster in `/etc/postgresql`; `ESKIT_PG_RESTART_CMD`
+//! restart` for the (only) cluster in `/etc/postgresql`; `ESKIT_TEST_PG_RESTART_CMD`
 //! overrides it (run through `sh -c`).
 
 mod common;
@@ -50,11 +50,11 @@ impl Captured {
 }
 
 fn restart_command() -> String {
-    if let Ok(cmd) = std::env::var("ESKIT_PG_RESTART_CMD") {
+    if let Ok(cmd) = std::env::var("ESKIT_TEST_PG_RESTART_CMD") {
         return cmd;
     }
     let version = std::fs::read_dir("/etc/postgresql")
-        .expect("/etc/postgresql lists the clusters (or set ESKIT_PG_RESTART_CMD)")
+        .expect("/etc/postgresql lists the clusters (or set ESKIT_TEST_PG_RESTART_CMD)")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .max()
