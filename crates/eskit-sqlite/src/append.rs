@@ -4,36 +4,11 @@
 use eskit::{AppendResult, Error, EventData, ExpectedVersion, NewOutboxEntry, RecordedEvent, Result, StoreOptions};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use sqlx::SqliteConnection;
+use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use crate::rows::{now_micros, recorded_event, to_i64};
 use crate::sql;
-
-/// One element of the `INSERT_EVENTS` JSON array.
-#[derive(Serialize)]
-struct EventRow<'a> {
-    id: Uuid,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    payload: &'a str,
-    metadata: Option<&'a str>,
-}
-
-/// One element of the `INSERT_OUTBOX_ENTRIES` JSON array.
-#[derive(Serialize)]
-struct EntryRow<'a> {
-    id: Uuid,
-    destination: &'a str,
-    stream_id: &'a str,
-    partition: u32,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    payload: &'a str,
-    metadata: Option<&'a str>,
-    event_id: Option<Uuid>,
-    stream_version: Option<i64>,
-}
 
 fn to_json(value: &impl Serialize, what: &'static str) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::database(what, e))
@@ -80,23 +55,28 @@ pub(crate) async fn append_on(
     let last_version = first_version + events.len() as u64 - 1;
     let now = now_micros();
 
-    let rows: Vec<EventRow<'_>> = events
-        .iter()
-        .map(|e| EventRow {
-            id: e.id,
-            event_type: &e.event_type,
-            payload: e.payload.get(),
-            metadata: e.metadata.as_deref().map(RawValue::get),
-        })
-        .collect();
-    let positions: Vec<i64> = sqlx::query_scalar(sql::INSERT_EVENTS)
-        .bind(stream_id)
-        .bind(to_i64(first_version))
-        .bind(now)
-        .bind(to_json(&rows, "encoding events")?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| Error::database("inserting events", e))?;
+    let mut last_position = 0;
+    for (c, chunk) in events.chunks(sql::ROWS_PER_INSERT).enumerate() {
+        let version = first_version + (c * sql::ROWS_PER_INSERT) as u64;
+        let mut insert = sqlx::query(AssertSqlSafe(sql::insert_events(chunk.len())));
+        for (k, e) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(stream_id)
+                .bind(to_i64(version + k as u64))
+                .bind(e.id.to_string())
+                .bind(e.event_type.as_str())
+                .bind(e.payload.get())
+                .bind(e.metadata.as_deref().map(RawValue::get))
+                .bind(now);
+        }
+        last_position = insert
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::database("inserting events", e))?
+            .last_insert_rowid();
+    }
+    // Consecutive rowids (see `sql::insert_events`): no row read back per event.
+    let first_position = last_position - (events.len() as i64 - 1);
 
     sqlx::query(sql::UPSERT_STREAM_VERSION)
         .bind(stream_id)
@@ -113,8 +93,8 @@ pub(crate) async fn append_on(
     Ok(AppendResult {
         first_version,
         last_version,
-        first_position: positions.iter().copied().min().unwrap_or_default(),
-        last_position: positions.iter().copied().max().unwrap_or_default(),
+        first_position,
+        last_position,
         outbox_entries: entries.len(),
         idempotent_repeat: false,
     })
@@ -163,30 +143,32 @@ fn same_content(stored: &RecordedEvent, event: &EventData) -> bool {
         && metadata.as_ref() == Some(stored.metadata.as_ref().unwrap_or(&serde_json::Value::Null))
 }
 
-/// Inserts outbox entries in one statement, in slice order (so `seq` follows it).
+/// Inserts outbox entries in slice order (so `seq` follows it), in multi-row statements
+/// of up to [`sql::ROWS_PER_INSERT`] rows.
 pub(crate) async fn insert_entries(conn: &mut SqliteConnection, entries: &[NewOutboxEntry], now: i64) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let rows: Vec<EntryRow<'_>> = entries
-        .iter()
-        .map(|e| EntryRow {
-            id: e.id,
-            destination: &e.destination,
-            stream_id: &e.stream_id,
-            partition: e.partition,
-            event_type: &e.event_type,
-            payload: e.payload.get(),
-            metadata: e.metadata.as_deref().map(RawValue::get),
-            event_id: e.event_id,
-            stream_version: e.stream_version.map(to_i64),
-        })
-        .collect();
-    sqlx::query(sql::INSERT_OUTBOX_ENTRIES)
-        .bind(now)
-        .bind(to_json(&rows, "encoding outbox entries")?)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database("inserting outbox entries", e))?;
+    for chunk in entries.chunks(sql::ROWS_PER_INSERT) {
+        let mut insert = sqlx::query(AssertSqlSafe(sql::insert_outbox_entries(chunk.len())));
+        for e in chunk {
+            insert = insert
+                .bind(e.id.to_string())
+                .bind(e.destination.as_str())
+                .bind(e.stream_id.as_str())
+                .bind(i64::from(e.partition))
+                .bind(e.event_type.as_str())
+                .bind(e.payload.get())
+                .bind(e.metadata.as_deref().map(RawValue::get))
+                .bind(e.event_id.map(|id| id.to_string()))
+                .bind(e.stream_version.map(to_i64))
+                .bind(now)
+                .bind(now);
+        }
+        insert
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::database("inserting outbox entries", e))?;
+    }
     Ok(())
 }

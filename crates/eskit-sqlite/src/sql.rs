@@ -1,8 +1,14 @@
-//! Every SQL statement the backend runs, as `&'static str` constants.
+//! Every SQL statement the backend runs, as `&'static str` constants (and the two
+//! builders of multi-row inserts).
 //!
 //! Conventions: timestamps are bound as unix microseconds; ids as hyphenated UUID text;
-//! bulk writes take one JSON array parameter that `json_each` unrolls, so a batch is one
-//! statement whatever its size (no per-row round trips, no bound-variable limit).
+//! bulk writes of ids and results take one JSON array parameter that `json_each`
+//! unrolls, so a batch is one statement whatever its size. The inserts that carry
+//! payloads (events, outbox entries) are multi-row `VALUES` lists instead
+//! ([`insert_events`], [`insert_outbox_entries`]): a payload inside a JSON array would
+//! be escaped into a JSON string and parsed again by SQLite, twice per event; a `VALUES`
+//! row binds the caller's text as is. They are chunked at [`ROWS_PER_INSERT`] rows, far
+//! below SQLite's bound-variable limit.
 
 /// Starts every write transaction: takes SQLite's write lock up front, so a transaction
 /// that reads before it writes never fails to upgrade.
@@ -55,15 +61,23 @@ pub const SELECT_EVENTS_BY_ID: &str = concat!(
     " FROM events WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY position"
 );
 
-/// Inserts a batch of events in array order, with consecutive versions.
-/// Binds: stream id, version of the first event, recorded at, JSON array of
-/// `{"id", "type", "payload", "metadata"}` (payload and metadata as JSON *text*).
-pub const INSERT_EVENTS: &str = "INSERT INTO events \
-     (stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at) \
-     SELECT ?1, ?2 + e.key, e.value ->> 'id', e.value ->> 'type', e.value ->> 'payload', \
-            e.value ->> 'metadata', ?3 \
-     FROM json_each(?4) AS e ORDER BY e.key \
-     RETURNING position";
+/// Rows per multi-row insert (at most 11 bound values each).
+pub const ROWS_PER_INSERT: usize = 250;
+
+/// Inserts `rows` events in row order, each row binding stream id, version, event id,
+/// type, payload, metadata, recorded at. Their positions are consecutive (one writer;
+/// `AUTOINCREMENT` hands out the next rowids in insert order), so the caller derives
+/// them from `last_insert_rowid()` instead of reading a row back per event.
+/// (Anonymous `?` parameters: naming them `?NNN` makes binding quadratic, as each
+/// name is looked up in a list.)
+pub fn insert_events(rows: usize) -> String {
+    values(
+        "INSERT INTO events \
+         (stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+}
 
 /// A stream's events upwards from a version. Binds: stream id, from version, limit.
 pub const READ_STREAM_FORWARD: &str = concat!(
@@ -90,17 +104,31 @@ pub const READ_ALL: &str = concat!(
 // Outbox writes
 // ---------------------------------------------------------------------------------
 
-/// Inserts a batch of outbox entries in array order, pending and due at once.
-/// Binds: created at (also the first due time), JSON array of `{"id", "destination",
-/// "stream_id", "partition", "type", "payload", "metadata", "event_id", "stream_version"}`.
-pub const INSERT_OUTBOX_ENTRIES: &str = "INSERT INTO outbox \
-     (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
-      stream_version, state, attempts, created_at, next_attempt_at) \
-     SELECT e.value ->> 'id', e.value ->> 'destination', e.value ->> 'stream_id', \
-            e.value ->> 'partition', e.value ->> 'type', e.value ->> 'payload', \
-            e.value ->> 'metadata', e.value ->> 'event_id', e.value ->> 'stream_version', \
-            'pending', 0, ?1, ?1 \
-     FROM json_each(?2) AS e ORDER BY e.key";
+/// Inserts `rows` pending outbox entries in row order (so `seq` follows it), each row
+/// binding id, destination, stream id, partition, type, payload, metadata, event id,
+/// stream version, created at, next attempt at.
+pub fn insert_outbox_entries(rows: usize) -> String {
+    values(
+        "INSERT INTO outbox \
+         (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
+          stream_version, created_at, next_attempt_at, state, attempts) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0)",
+        rows,
+    )
+}
+
+/// `head` followed by `rows` copies of `row`, comma-separated.
+fn values(head: &str, row: &str, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 2));
+    sql.push_str(head);
+    for k in 0..rows {
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
+}
 
 // ---------------------------------------------------------------------------------
 // Outbox reads
