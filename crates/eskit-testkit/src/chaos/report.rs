@@ -84,7 +84,8 @@ pub struct KillReport {
     /// Partitions it held (`None`: could not be read).
     pub partitions: Option<Vec<u32>>,
     /// Milliseconds from the kill to the first accepted delivery of an entry of one of
-    /// those partitions (`None`: it held none, or nothing of them was left to deliver).
+    /// those partitions, not counting the killed relay's own last requests served in the
+    /// first 20 ms (`None`: it held none, or nothing of them was left to deliver).
     pub recovery_ms: Option<u64>,
 }
 
@@ -240,6 +241,10 @@ pub(crate) struct Observations {
 
 const EXAMPLES: usize = 5;
 
+/// Deliveries this soon after a kill are the killed relay's last requests (already in
+/// the socket), not the partition's recovery.
+const IN_FLIGHT_GRACE: time::Duration = time::Duration::milliseconds(20);
+
 /// Runs every check.
 pub(crate) fn analyze(o: Observations) -> ChaosReport {
     let mut violations = Vec::new();
@@ -373,9 +378,13 @@ pub(crate) fn analyze(o: Observations) -> ChaosReport {
             partitions: k.partitions.clone(),
             recovery_ms: k.partitions.as_ref().and_then(|held| {
                 let held: HashSet<u32> = held.iter().copied().collect();
-                first_accepted_after(&o.deliveries, k.at, |stream| {
+                // Requests the killed relay had already written to its socket are still
+                // served right after the kill; they are not a recovery.
+                let after = k.at + IN_FLIGHT_GRACE;
+                first_accepted_after(&o.deliveries, after, |stream| {
                     held.contains(&partition_of(stream, o.settings.partitions))
                 })
+                .map(|ms| ms + IN_FLIGHT_GRACE.whole_milliseconds() as u64)
             }),
         })
         .collect();
@@ -855,9 +864,29 @@ mod tests {
             pid: Some(8),
             partitions: Some(vec![(p + 1) % 4]),
         });
-        let _ = entries;
         let r = analyze(o);
-        assert_eq!(r.kills[0].recovery_ms, Some(1), "accepted at 2 ms, killed at 1 ms");
+        assert_eq!(
+            r.kills[0].recovery_ms, None,
+            "accepted 1 ms after the kill: the killed relay's own request"
+        );
+        let (mut o, entries) = clean();
+        o.kills.push(KillRecord {
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(1),
+            at_ms: 0,
+            relay: 0,
+            pid: Some(7),
+            partitions: Some(vec![p]),
+        });
+        o.deliveries.push(delivery(&entries[1], Answer::Accepted, 101));
+        o.kills.push(KillRecord {
+            at: OffsetDateTime::UNIX_EPOCH,
+            at_ms: 0,
+            relay: 0,
+            pid: Some(8),
+            partitions: Some(vec![(p + 1) % 4]),
+        });
+        let r = analyze(o);
+        assert_eq!(r.kills[0].recovery_ms, Some(100), "the next delivery of its partition");
         assert_eq!(r.kills[1].recovery_ms, None, "nothing of that partition was delivered");
         assert_eq!(r.duplicate_bound, 2 * 10 * 4);
     }
