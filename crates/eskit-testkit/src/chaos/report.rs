@@ -848,7 +848,7 @@ mod tests {
 
     #[test]
     fn recovery_is_the_first_delivery_of_a_killed_partition() {
-        let (mut o, entries) = clean();
+        let (mut o, _) = clean();
         let p = partition_of("s", 4);
         o.kills.push(KillRecord {
             at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(1),
