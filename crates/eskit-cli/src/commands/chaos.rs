@@ -136,9 +136,20 @@ pub async fn run(args: ChaosArgs) -> CliResult {
     let replay = replay_command(&args, seed);
     eprintln!("chaos: replay with: {replay}");
     let progress: chaos::Progress = Arc::new(|line: &str| eprintln!("chaos: {line}"));
-    let outcome = match &store {
-        OpenStore::Sqlite(s) => chaos::run(Arc::new(s.clone()), launcher, config, progress).await,
-        OpenStore::Postgres(s) => chaos::run(Arc::new(s.clone()), launcher, config, progress).await,
+    let run = async {
+        match &store {
+            OpenStore::Sqlite(s) => chaos::run(Arc::new(s.clone()), launcher, config, progress).await,
+            OpenStore::Postgres(s) => chaos::run(Arc::new(s.clone()), launcher, config, progress).await,
+        }
+    };
+    // On Ctrl-C or SIGTERM the run is dropped, which SIGKILLs its relay processes (they
+    // are killed on drop).
+    let outcome = tokio::select! {
+        outcome = run => outcome,
+        signal = interrupted() => {
+            eprintln!("chaos: {signal}; logs kept in {}", work_dir.display());
+            return Err(CliError::Failed(format!("chaos run interrupted by {signal}")));
+        }
     };
     let report = match outcome {
         Ok(report) => report,
@@ -174,6 +185,18 @@ pub async fn run(args: ChaosArgs) -> CliResult {
         Ok(())
     } else {
         Err(failure(&report, &replay))
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
     }
 }
 
