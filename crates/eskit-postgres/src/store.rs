@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eskit::{
-    AppendResult, Error, EventData, EventStore, ExpectedVersion, Limits, OutboxMessage, ReadDirection, RecordedEvent,
-    Result, RouteFilter, StoreOptions, TransactionalStore,
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, OutboxMessage, ReadDirection, RecordedEvent, Result,
+    StoreOptions, TransactionalStore,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -75,43 +75,7 @@ impl PgStoreBuilder {
         self
     }
 
-    /// Every appended event matching `filter` gets an outbox entry for `destination`,
-    /// in the same transaction. See [`StoreOptions::with_outbox`].
-    pub fn with_outbox(mut self, destination: impl Into<String>, filter: RouteFilter) -> Self {
-        self.options = self.options.with_outbox(destination, filter);
-        self
-    }
-
-    /// Declares a destination for explicit outbox messages. See [`StoreOptions::destination`].
-    pub fn destination(mut self, name: impl Into<String>) -> Self {
-        self.options = self.options.destination(name);
-        self
-    }
-
-    /// Number of partitions entries are spread over (default 16). Recorded in the schema
-    /// when it is created; opening it later with another count is an error.
-    pub fn partitions(mut self, partitions: u32) -> Self {
-        self.options = self.options.partitions(partitions);
-        self
-    }
-
-    /// Payload (and metadata) cap in bytes (default 1 MiB).
-    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
-        self.options = self.options.max_payload_bytes(bytes);
-        self
-    }
-
-    /// Input limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.options = self.options.limits(limits);
-        self
-    }
-
-    /// Replaces all store options at once.
-    pub fn options(mut self, options: StoreOptions) -> Self {
-        self.options = options;
-        self
-    }
+    eskit::store_options_setters!();
 
     /// Largest number of pooled connections when the builder opens the pool (default
     /// 10). The LISTEN connection of the relay wakeups comes on top.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    AppendResult, Error, EventData, EventStore, ExpectedVersion, Limits, NewOutboxEntry, OutboxMessage, ReadDirection,
-    RecordedEvent, Result, RouteFilter, StoreOptions, TransactionalStore, partition_of,
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, NewOutboxEntry, OutboxMessage, ReadDirection,
+    RecordedEvent, Result, StoreOptions, TransactionalStore, partition_of,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
@@ -43,42 +43,7 @@ impl SqliteStoreBuilder {
         }
     }
 
-    /// Every appended event matching `filter` gets an outbox entry for `destination`,
-    /// in the same transaction. See [`StoreOptions::with_outbox`].
-    pub fn with_outbox(mut self, destination: impl Into<String>, filter: RouteFilter) -> Self {
-        self.options = self.options.with_outbox(destination, filter);
-        self
-    }
-
-    /// Declares a destination for explicit outbox messages. See [`StoreOptions::destination`].
-    pub fn destination(mut self, name: impl Into<String>) -> Self {
-        self.options = self.options.destination(name);
-        self
-    }
-
-    /// Number of partitions entries are spread over (default 16; keep it fixed for a database).
-    pub fn partitions(mut self, partitions: u32) -> Self {
-        self.options = self.options.partitions(partitions);
-        self
-    }
-
-    /// Payload (and metadata) cap in bytes (default 1 MiB).
-    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
-        self.options = self.options.max_payload_bytes(bytes);
-        self
-    }
-
-    /// Input limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.options = self.options.limits(limits);
-        self
-    }
-
-    /// Replaces all store options at once.
-    pub fn options(mut self, options: StoreOptions) -> Self {
-        self.options = options;
-        self
-    }
+    eskit::store_options_setters!();
 
     /// How long a writer waits for the write lock, in this process's queue and then in
     /// SQLite's busy handler (default 5 s).

@@ -75,3 +75,50 @@ impl StoreOptions {
         }
     }
 }
+
+/// Adds the [`StoreOptions`] setters to a backend's store builder, so every backend offers
+/// the same ones with the same meaning. Use inside `impl YourBuilder { ... }`; the builder
+/// needs a field `options: StoreOptions`.
+#[macro_export]
+macro_rules! store_options_setters {
+    () => {
+        /// Every appended event matching `filter` gets an outbox entry for `destination`,
+        /// in the same transaction. See [`StoreOptions::with_outbox`]($crate::StoreOptions::with_outbox).
+        pub fn with_outbox(mut self, destination: impl Into<String>, filter: $crate::RouteFilter) -> Self {
+            self.options = self.options.with_outbox(destination, filter);
+            self
+        }
+
+        /// Declares a destination for explicit outbox messages. See
+        /// [`StoreOptions::destination`]($crate::StoreOptions::destination).
+        pub fn destination(mut self, name: impl Into<String>) -> Self {
+            self.options = self.options.destination(name);
+            self
+        }
+
+        /// Number of partitions entries are spread over (default 16). Fixed for a
+        /// database: the backend records it and refuses another count later.
+        pub fn partitions(mut self, partitions: u32) -> Self {
+            self.options = self.options.partitions(partitions);
+            self
+        }
+
+        /// Payload (and metadata) cap in bytes (default 1 MiB).
+        pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+            self.options = self.options.max_payload_bytes(bytes);
+            self
+        }
+
+        /// Input limits.
+        pub fn limits(mut self, limits: $crate::Limits) -> Self {
+            self.options = self.options.limits(limits);
+            self
+        }
+
+        /// Replaces all store options at once.
+        pub fn options(mut self, options: $crate::StoreOptions) -> Self {
+            self.options = options;
+            self
+        }
+    };
+}
