@@ -289,16 +289,7 @@ impl OutboxStore for SqliteStore {
             });
         }
         // Known destinations without entries are listed too, with zero counts.
-        for name in &self.inner.options.destinations {
-            if !out.iter().any(|s| &s.destination == name) {
-                out.push(DestinationStatus {
-                    destination: name.clone(),
-                    ..DestinationStatus::default()
-                });
-            }
-        }
-        out.sort_by(|a, b| a.destination.cmp(&b.destination));
-        Ok(out)
+        Ok(DestinationStatus::with_known(out, &self.inner.options.destinations))
     }
 
     async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>> {

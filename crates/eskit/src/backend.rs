@@ -162,6 +162,24 @@ pub struct DestinationStatus {
     pub oldest_pending_age_secs: Option<f64>,
 }
 
+impl DestinationStatus {
+    /// Adds zero-count rows for known destinations that have no entries yet, and sorts
+    /// by destination: what every backend's [`OutboxStore::status`] returns.
+    pub fn with_known(mut statuses: Vec<Self>, known: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<Self> {
+        for name in known {
+            let name = name.as_ref();
+            if !statuses.iter().any(|s| s.destination == name) {
+                statuses.push(Self {
+                    destination: name.to_string(),
+                    ..Self::default()
+                });
+            }
+        }
+        statuses.sort_by(|a, b| a.destination.cmp(&b.destination));
+        statuses
+    }
+}
+
 /// Which entries an operator command lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryFilter {
