@@ -136,6 +136,9 @@ pub fn render(r: &ChaosReport, database: &str, replay: &str) -> String {
     {
         out.push_str(&format!("  ! {line}\n"));
     }
+    for line in r.exits_during_db_restart.iter().take(3) {
+        out.push_str(&format!("  (during the database restart) {line}\n"));
+    }
     for line in r.examples.iter().take(5) {
         out.push_str(&format!("  e.g. {line}\n"));
     }

@@ -324,7 +324,10 @@ where
         kills,
         db_restart,
         pending_after_drain,
-        unexpected_exits: std::mem::take(&mut relays.unexpected_exits),
+        unexpected_exits: std::mem::take(&mut relays.unexpected_exits)
+            .into_iter()
+            .map(|e| (e.at, e.text))
+            .collect(),
         durations: Durations {
             chaos_ms,
             drain_ms,

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::process::{Child, Command};
 
 use super::ChaosError;
@@ -24,6 +25,16 @@ pub trait RelayLauncher: Send + Sync {
 struct Slot {
     child: Option<Child>,
     pid: Option<u32>,
+    log: Option<PathBuf>,
+}
+
+/// A relay that exited without being told to.
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    /// When the harness noticed.
+    pub at: OffsetDateTime,
+    /// Slot, pid, status and the last line the relay logged.
+    pub text: String,
 }
 
 /// The relay processes of a run, by slot.
@@ -33,8 +44,8 @@ pub(crate) struct Relays {
     slots: Vec<Slot>,
     log_dir: PathBuf,
     spawned: u64,
-    /// Relays that exited without being told to, with their exit status.
-    pub unexpected_exits: Vec<String>,
+    /// Relays that exited without being told to.
+    pub unexpected_exits: Vec<Exit>,
 }
 
 impl Relays {
@@ -43,7 +54,13 @@ impl Relays {
         Self {
             launcher,
             sink_url: String::new(),
-            slots: (0..n).map(|_| Slot { child: None, pid: None }).collect(),
+            slots: (0..n)
+                .map(|_| Slot {
+                    child: None,
+                    pid: None,
+                    log: None,
+                })
+                .collect(),
             log_dir,
             spawned: 0,
             unexpected_exits: Vec::new(),
@@ -77,6 +94,7 @@ impl Relays {
             .map_err(io("starting a relay process".into()))?;
         self.slots[slot].pid = child.id();
         self.slots[slot].child = Some(child);
+        self.slots[slot].log = Some(log);
         Ok(())
     }
 
@@ -99,10 +117,19 @@ impl Relays {
                 _ => None,
             };
             if let Some(status) = exited {
-                self.unexpected_exits.push(format!(
-                    "relay {slot} (pid {}) exited on its own: {status}",
-                    self.slots[slot].pid.unwrap_or(0)
-                ));
+                let last = self.slots[slot]
+                    .log
+                    .as_ref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .and_then(|text| text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+                    .unwrap_or_default();
+                self.unexpected_exits.push(Exit {
+                    at: OffsetDateTime::now_utc(),
+                    text: format!(
+                        "relay {slot} (pid {}) exited on its own ({status}): {last}",
+                        self.slots[slot].pid.unwrap_or(0)
+                    ),
+                });
                 self.spawn(slot)?;
             }
         }

@@ -166,8 +166,11 @@ pub struct ChaosReport {
     pub kills: Vec<KillReport>,
     /// The database restart.
     pub db_restart: Option<DbRestartReport>,
-    /// Relays that exited on their own.
+    /// Relays that exited on their own (a violation), with their last log line.
     pub unexpected_exits: Vec<String>,
+    /// Relays that exited on their own while the database restarted, e.g. refusing to
+    /// start while it was down (reported, not a violation: nothing can be lost that way).
+    pub exits_during_db_restart: Vec<String>,
     /// Phase durations.
     pub durations: Durations,
     /// A few example ids behind the violations.
@@ -234,12 +237,16 @@ pub(crate) struct Observations {
     pub kills: Vec<KillRecord>,
     pub db_restart: Option<DbRestartRecord>,
     pub pending_after_drain: u64,
-    pub unexpected_exits: Vec<String>,
+    pub unexpected_exits: Vec<(OffsetDateTime, String)>,
     pub durations: Durations,
     pub work_dir: PathBuf,
 }
 
 const EXAMPLES: usize = 5;
+
+/// How late after the database restart an exit may be noticed and still count as part
+/// of it (the harness looks at its relays before each kill and while draining).
+const EXIT_NOTICE_DELAY: time::Duration = time::Duration::seconds(10);
 
 /// Deliveries this soon after a kill are the killed relay's last requests (already in
 /// the socket), not the partition's recovery.
@@ -415,6 +422,21 @@ pub(crate) fn analyze(o: Observations) -> ChaosReport {
         check.duplicates as f64 * 10_000.0 / committed_n as f64
     };
 
+    // Exits noticed while the database was restarting (or shortly after: the harness
+    // notices at its next look) are tolerated.
+    let restart_window = o.db_restart.as_ref().map(|r| {
+        (
+            r.started,
+            r.started + time::Duration::milliseconds(r.downtime_ms as i64) + EXIT_NOTICE_DELAY,
+        )
+    });
+    let (during_restart, unexpected_exits): (Vec<_>, Vec<_>) = o
+        .unexpected_exits
+        .into_iter()
+        .partition(|(at, _)| restart_window.is_some_and(|(from, to)| *at >= from && *at <= to));
+    let unexpected_exits: Vec<String> = unexpected_exits.into_iter().map(|(_, t)| t).collect();
+    let exits_during_db_restart: Vec<String> = during_restart.into_iter().map(|(_, t)| t).collect();
+
     let mut require = |ok: bool, text: String| {
         if !ok {
             violations.push(text);
@@ -470,8 +492,8 @@ pub(crate) fn analyze(o: Observations) -> ChaosReport {
         format!("bad signatures: {}", sink.bad_signatures),
     );
     require(
-        o.unexpected_exits.is_empty(),
-        format!("relays exited on their own: {}", o.unexpected_exits.len()),
+        unexpected_exits.is_empty(),
+        format!("relays exited on their own: {}", unexpected_exits.len()),
     );
     if let Some(r) = &db_restart {
         require(
@@ -506,7 +528,8 @@ pub(crate) fn analyze(o: Observations) -> ChaosReport {
         sink,
         kills,
         db_restart,
-        unexpected_exits: o.unexpected_exits,
+        unexpected_exits,
+        exits_during_db_restart,
         durations: o.durations,
         examples,
         violations,
@@ -832,7 +855,10 @@ mod tests {
             "bad signatures",
         );
         violation(
-            &|o, _| o.unexpected_exits.push("relay 0 exited".into()),
+            &|o, _| {
+                o.unexpected_exits
+                    .push((OffsetDateTime::UNIX_EPOCH, "relay 0 exited".into()))
+            },
             "exited on their own",
         );
         violation(&|o, _| o.events[1].version = 3, "missing stream versions");
@@ -889,5 +915,33 @@ mod tests {
         assert_eq!(r.kills[0].recovery_ms, Some(100), "the next delivery of its partition");
         assert_eq!(r.kills[1].recovery_ms, None, "nothing of that partition was delivered");
         assert_eq!(r.duplicate_bound, 2 * 10 * 4);
+    }
+
+    #[test]
+    fn exits_during_the_db_restart_are_tolerated() {
+        let (mut o, _) = clean();
+        let start = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
+        o.db_restart = Some(DbRestartRecord {
+            started: start,
+            at_ms: 0,
+            downtime_ms: 3000,
+            error: None,
+        });
+        o.unexpected_exits
+            .push((start + time::Duration::seconds(4), "refused to start".into()));
+        let r = analyze(o);
+        assert!(r.passed(), "{:?}", r.violations);
+        assert_eq!(r.exits_during_db_restart, vec!["refused to start".to_string()]);
+
+        let (mut o, _) = clean();
+        o.db_restart = Some(DbRestartRecord {
+            started: start,
+            at_ms: 0,
+            downtime_ms: 3000,
+            error: None,
+        });
+        o.unexpected_exits
+            .push((start + time::Duration::seconds(60), "crashed".into()));
+        assert!(!analyze(o).passed(), "an exit long after the restart is a violation");
     }
 }
