@@ -121,7 +121,8 @@ impl MemoryTransaction {
 }
 
 fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    // The relay's clock, so leases and retries follow tokio's paused time in tests.
+    eskit::clock::now()
 }
 
 fn append_in(

@@ -134,14 +134,14 @@ impl Gate {
     /// out) or the destination is disabled: the caller parks the stream until then.
     pub async fn admit(&self) -> Result<Pass, OffsetDateTime> {
         if self.is_disabled() {
-            return Err(OffsetDateTime::now_utc() + self.breaker.open_for);
+            return Err(crate::clock::now() + self.breaker.open_for);
         }
         let probe = {
             let mut c = self.circuit.lock().unwrap_or_else(|e| e.into_inner());
             match *c {
                 Circuit::Closed { .. } => false,
                 Circuit::Open { until } if until > Instant::now() => {
-                    return Err(OffsetDateTime::now_utc() + (until - Instant::now()));
+                    return Err(crate::clock::now() + (until - Instant::now()));
                 }
                 Circuit::Open { .. } => {
                     *c = Circuit::HalfOpen;
@@ -149,7 +149,7 @@ impl Gate {
                     true
                 }
                 Circuit::HalfOpen => {
-                    return Err(OffsetDateTime::now_utc() + (self.breaker.open_for / 10).max(Duration::from_millis(10)));
+                    return Err(crate::clock::now() + (self.breaker.open_for / 10).max(Duration::from_millis(10)));
                 }
             }
         };

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -108,7 +110,7 @@ impl PartitionWorker {
     /// How long to sleep when there is nothing to do: the poll interval, or less when a
     /// parked stream becomes due sooner.
     fn idle_wait(&self, state: &State) -> Duration {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let soonest = state.parked.values().min().map(|due| {
             let d = *due - now;
             if d.is_negative() {
@@ -150,7 +152,7 @@ impl PartitionWorker {
             return Ok(Step::Idle);
         }
         let limit = self.config.batch_size;
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
 
         let mut fetched: Vec<OutboxEntry> = Vec::new();
         let mut full = false;
@@ -309,7 +311,7 @@ impl PartitionWorker {
             in_flight.set(1.0);
             let outcome = self.destination.deliver(&entry).instrument(span).await;
             drop(in_flight);
-            let now = OffsetDateTime::now_utc();
+            let now = crate::clock::now();
             let healthy = match &outcome {
                 Ok(()) => Some(true),
                 Err(e) if e.kind == FailureKind::Retryable => Some(false),
@@ -428,7 +430,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn entry(seq: i64, stream: &str, due_in_secs: i64) -> OutboxEntry {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         OutboxEntry {
             seq,
             id: uuid::Uuid::now_v7(),
@@ -452,7 +454,7 @@ mod tests {
 
     #[test]
     fn chains_keep_stream_order_and_skip_parked() {
-        let now = OffsetDateTime::now_utc() + time::Duration::milliseconds(10);
+        let now = crate::clock::now() + time::Duration::milliseconds(10);
         let mut parked = Parked::new();
         parked.insert("c".into(), now + time::Duration::seconds(5));
         let rows = vec![
