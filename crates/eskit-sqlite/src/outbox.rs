@@ -222,39 +222,38 @@ impl OutboxStore for SqliteStore {
         }
         let rows: Vec<ResultRow<'_>> = results.iter().map(ResultRow::from).collect();
         let rows = serde_json::to_string(&rows).map_err(|e| Error::database("encoding delivery results", e))?;
+        // One autocommit statement, fenced in SQL; only when it wrote nothing do we look
+        // at the lease, to tell a lost lease from entries no longer pending (replayed or
+        // discarded meanwhile). A lease, once lost, never comes back with this epoch.
         let _guard = self.write_lock().await?;
-        let mut tx = self
-            .inner
-            .pool
-            .begin_with(sql::BEGIN_IMMEDIATE)
-            .await
-            .map_err(|e| Error::database("beginning to record results", e))?;
-        let held = sqlx::query(sql::CHECK_LEASE_HELD)
-            .bind(&lease.destination)
-            .bind(lease.partition)
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .bind(now_micros())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| Error::database("checking the lease", e))?;
-        if held.is_none() {
-            // Dropping `tx` rolls back; nothing was written.
-            return Err(Error::LeaseLost {
-                destination: lease.destination.clone(),
-                partition: lease.partition,
-            });
-        }
-        sqlx::query(sql::RECORD_RESULTS)
+        let done = sqlx::query(sql::RECORD_RESULTS)
             .bind(&lease.destination)
             .bind(lease.partition)
             .bind(rows)
-            .execute(&mut *tx)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .bind(now_micros())
+            .execute(&self.inner.pool)
             .await
             .map_err(|e| Error::database("recording delivery results", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| Error::database("committing delivery results", e))
+        if done.rows_affected() == 0 {
+            let held = sqlx::query(sql::CHECK_LEASE_HELD)
+                .bind(&lease.destination)
+                .bind(lease.partition)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .bind(now_micros())
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(|e| Error::database("checking the lease", e))?;
+            if held.is_none() {
+                return Err(Error::LeaseLost {
+                    destination: lease.destination.clone(),
+                    partition: lease.partition,
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn destinations(&self) -> Result<Vec<String>> {

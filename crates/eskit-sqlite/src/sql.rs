@@ -230,11 +230,14 @@ pub const SELECT_STATUS: &str = "SELECT destination, \
 pub const CHECK_LEASE_HELD: &str = "SELECT 1 FROM outbox_leases \
      WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4 AND expires_at > ?5";
 
-/// Writes a batch of delivery results in one statement. Only pending entries of the
-/// lease's (destination, partition) are touched. (The unary `+`s keep the planner on
-/// the id index: one lookup per result, never a scan of the partition.)
+/// Writes a batch of delivery results in one statement (its own transaction), fenced
+/// by the lease: nothing is written unless the lease is held with this epoch and not
+/// expired. Only pending entries of the lease's (destination, partition) are touched.
+/// (The unary `+`s keep the planner on the id index: one lookup per result, never a
+/// scan of the partition; the lease test is one lookup, evaluated once.)
 /// Binds: destination, partition, JSON array of `{"id", "attempts", "state", "at",
-/// "next_attempt_at", "error"}` (`at`: delivered/dead time; `state`: the new state).
+/// "next_attempt_at", "error"}` (`at`: delivered/dead time; `state`: the new state),
+/// owner, epoch, now.
 pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
         state = r.state, \
         attempts = r.attempts, \
@@ -247,7 +250,10 @@ pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
                   e.value ->> 'next_attempt_at' AS next_attempt_at, e.value ->> 'error' AS error \
            FROM json_each(?3) AS e) AS r \
      WHERE outbox.id = r.id AND +outbox.state = 'pending' \
-       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2";
+       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2 \
+       AND EXISTS (SELECT 1 FROM outbox_leases AS l \
+                   WHERE l.destination = ?1 AND l.\"partition\" = ?2 AND l.owner = ?4 \
+                     AND l.epoch = ?5 AND l.expires_at > ?6)";
 
 // ---------------------------------------------------------------------------------
 // Leases

@@ -49,7 +49,7 @@ async fn hot_statements_use_their_indexes() {
         (
             "RECORD_RESULTS",
             sql::RECORD_RESULTS,
-            3,
+            6,
             &["sqlite_autoindex_outbox_1 (id=?)"],
         ),
         (
