@@ -18,7 +18,7 @@ use clap::{Args, ValueEnum};
 use eskit::{RouteFilter, StoreOptions};
 
 use super::bench_append::{self as append, AppendPlan, Budget, Rate};
-use super::bench_raw::RawDb;
+use super::bench_raw::{RawDb, Table};
 use super::bench_relay::{self as relay, Latency, Loopback};
 use crate::cli::parse_duration;
 use crate::config::redact_url;
@@ -119,15 +119,23 @@ pub struct BenchResults {
     pub append_single: Pair,
     /// Appends, `batch` events per transaction vs plain inserts.
     pub append_batched: Pair,
+    /// Appends, one event per transaction, vs plain inserts of the same rows into eskit's
+    /// own tables (same indexes and trigger, without the store's checks).
+    pub append_single_same_schema: Pair,
+    /// Appends, `batch` events per transaction, vs the same into eskit's own tables.
+    pub append_batched_same_schema: Pair,
+    /// Relay to null vs the plain select-and-mark loop over eskit's own outbox table.
+    pub relay_null_same_schema: Pair,
     /// Relay to a null destination vs the plain select-and-mark loop.
     pub relay_null: Pair,
     /// Relay to the loopback webhook vs the plain loop posting with the same client.
     pub relay_webhook: Pair,
     /// Commit → delivery latency with wakeups on.
     pub latency: Latency,
-    /// Relay to null while a transaction is held open, vs the clean relay run.
+    /// Relay to null while a transaction is held open, vs the same drain without it.
     pub relay_open_transaction: Pair,
-    /// Relay to null with `delivered_rows` delivered rows in the table, vs clean.
+    /// Relay to null with `delivered_rows` delivered rows of the destination in the
+    /// table, vs the same drain without them.
     pub relay_delivered_rows: Pair,
     /// Delivered rows in the outbox table during that phase.
     pub delivered_rows: u64,
@@ -189,13 +197,15 @@ async fn measure(
     progress("appends, one event per transaction");
     let single = Pair {
         eskit: append::eskit_appends(store, &plan("n-", 1)).await?,
-        bound: append::raw_appends(&raw, &plan("n-", 1), p).await?,
+        bound: append::raw_appends(&raw, Table::Plain, &plan("n-", 1), p).await?,
     };
+    let single_same_schema = append::raw_appends(&raw, Table::Eskit, &plan("n-", 1), p).await?;
     progress(&format!("appends, {} events per transaction", args.batch));
     let batched = Pair {
         eskit: append::eskit_appends(store, &plan("n-", args.batch)).await?,
-        bound: append::raw_appends(&raw, &plan("n-", args.batch), p).await?,
+        bound: append::raw_appends(&raw, Table::Plain, &plan("n-", args.batch), p).await?,
     };
+    let batched_same_schema = append::raw_appends(&raw, Table::Eskit, &plan("n-", args.batch), p).await?;
 
     let pending = single.eskit.count + batched.eskit.count;
     let drain_budget = |n: u64| match args.mode {
@@ -207,8 +217,19 @@ async fn measure(
     raw.fill_queue(pending, args.streams, p, &append::payload(0)).await?;
     let relay_null = Pair {
         eskit: relay_null_eskit,
-        bound: relay::raw_loop(&raw, p, pending, drain_budget(pending), None).await?,
+        bound: relay::raw_loop(&raw, Table::Plain, p, pending, drain_budget(pending), None).await?,
     };
+    // The rows the same-schema append bounds wrote, drained by the plain loop.
+    let same_schema_pending = single_same_schema.count + batched_same_schema.count;
+    let relay_null_same_schema = relay::raw_loop(
+        &raw,
+        Table::Eskit,
+        p,
+        same_schema_pending,
+        drain_budget(same_schema_pending),
+        None,
+    )
+    .await?;
 
     // Later phases work through what the clean relay did (burn-down: --entries).
     let k = match args.mode {
@@ -224,7 +245,7 @@ async fn measure(
     let client: Arc<dyn eskit::Destination> = Arc::new(loopback.destination()?);
     let relay_webhook = Pair {
         eskit: webhook_eskit,
-        bound: relay::raw_loop(&raw, p, k, drain_budget(k), Some(client)).await?,
+        bound: relay::raw_loop(&raw, Table::Plain, p, k, drain_budget(k), Some(client)).await?,
     };
     drop(loopback);
 
@@ -255,27 +276,35 @@ async fn measure(
         }
     };
 
+    // The baseline of the next two phases: the same drain, same shape, clean.
+    progress(&format!("relay to null, clean ({k} entries)"));
+    raw.settle().await?;
+    append::prefill(store, "n-", k, args.streams).await?;
+    let clean = relay::drain_null(store, "null", k, drain_budget(k)).await?;
+
     progress(&format!("relay to null while a transaction is held open ({k} entries)"));
+    raw.settle().await?;
     let held = raw.hold_transaction().await?;
     append::prefill(store, "n-", k, args.streams).await?;
     let open_tx = relay::drain_null(store, "null", k, drain_budget(k)).await;
     held.release().await;
     let relay_open_transaction = Pair {
         eskit: open_tx?,
-        bound: relay_null.eskit,
+        bound: clean,
     };
 
-    let delivered_so_far = pending + k;
+    let delivered_so_far = pending + 2 * k;
     let extra = args.delivered_rows.saturating_sub(delivered_so_far);
     progress(&format!(
         "relay to null with {} delivered rows in the table ({k} entries)",
         delivered_so_far + extra
     ));
     raw.insert_delivered("null", extra, p, &append::payload(0)).await?;
+    raw.settle().await?;
     append::prefill(store, "n-", k, args.streams).await?;
     let relay_delivered_rows = Pair {
         eskit: relay::drain_null(store, "null", k, drain_budget(k)).await?,
-        bound: relay_null.eskit,
+        bound: clean,
     };
 
     Ok(BenchResults {
@@ -294,6 +323,18 @@ async fn measure(
         partitions: p,
         append_single: single,
         append_batched: batched,
+        append_single_same_schema: Pair {
+            eskit: single.eskit,
+            bound: single_same_schema,
+        },
+        append_batched_same_schema: Pair {
+            eskit: batched.eskit,
+            bound: batched_same_schema,
+        },
+        relay_null_same_schema: Pair {
+            eskit: relay_null.eskit,
+            bound: relay_null_same_schema,
+        },
         relay_null,
         relay_webhook,
         latency,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use eskit::{EventData, ExpectedVersion};
 use tokio::task::JoinSet;
 
-use super::bench_raw::{RawDb, RawRow};
+use super::bench_raw::{RawDb, RawRow, Table};
 use crate::error::{CliError, CliResult};
 use crate::store::{OpenStore, PendingAppend};
 
@@ -139,8 +139,9 @@ pub async fn eskit_appends(store: &OpenStore, plan: &AppendPlan) -> CliResult<Ra
 }
 
 /// Plain-SQL inserts of the same rows (event + outbox row per event) in transactions of
-/// the same size.
-pub async fn raw_appends(raw: &RawDb, plan: &AppendPlan, partitions: u32) -> CliResult<Rate> {
+/// the same size, into `table`: the plain tables, or eskit's own (with the stream's
+/// version; see [`super::bench_schema`]).
+pub async fn raw_appends(raw: &RawDb, table: Table, plan: &AppendPlan, partitions: u32) -> CliResult<Rate> {
     let raw = raw.clone();
     let (prefix, streams) = (plan.prefix, plan.streams.max(1));
     drive(plan, move |first, n| {
@@ -150,7 +151,10 @@ pub async fn raw_appends(raw: &RawDb, plan: &AppendPlan, partitions: u32) -> Cli
             let rows: Vec<RawRow> = (first..first + n)
                 .map(|i| RawRow::new(stream.clone(), payload(i), partitions))
                 .collect();
-            raw.insert(&rows).await
+            match table {
+                Table::Plain => raw.insert(&rows).await,
+                Table::Eskit => super::bench_schema::insert(&raw, &rows, partitions).await,
+            }
         }
     })
     .await

@@ -49,6 +49,16 @@ pub struct QueuedRow {
     pub payload: String,
 }
 
+/// Which table a plain select-and-mark loop works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `bench_raw_queue`: narrow rows, one partial index (the physical bound).
+    Plain,
+    /// eskit's own `outbox` table, entries of destination `raw` (written by
+    /// [`super::bench_schema`]): same rows and indexes, no relay engine.
+    Eskit,
+}
+
 /// The database of a bench run, for plain SQL.
 #[derive(Clone)]
 pub enum RawDb {
@@ -239,68 +249,97 @@ impl RawDb {
         Ok(())
     }
 
-    /// The oldest `limit` pending rows of a partition of the raw queue.
-    pub async fn fetch(&self, partition: u32, limit: u32) -> CliResult<Vec<QueuedRow>> {
+    /// The oldest `limit` pending rows of a partition of `table`.
+    pub async fn fetch(&self, table: Table, partition: u32, limit: u32) -> CliResult<Vec<QueuedRow>> {
         use sqlx::Row;
-        let rows = match self {
-            RawDb::Sqlite(pool, _) => sqlx::query(
-                "SELECT seq, id, stream_id, payload FROM bench_raw_queue \
-                 WHERE \"partition\" = ? AND state = 'pending' ORDER BY seq LIMIT ?",
-            )
-            .bind(i64::from(partition))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(db("raw fetch"))?
-            .iter()
-            .map(|r| QueuedRow {
-                seq: r.get(0),
-                id: r.get(1),
-                stream: r.get(2),
-                payload: r.get(3),
-            })
-            .collect(),
-            RawDb::Postgres(pool, s) => sqlx::query(AssertSqlSafe(format!(
-                "SELECT seq, id::text, stream_id, payload::text FROM {s}.bench_raw_queue \
-                 WHERE \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
-            )))
-            .bind(partition as i32)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(db("raw fetch"))?
-            .iter()
-            .map(|r| QueuedRow {
-                seq: r.get(0),
-                id: r.get(1),
-                stream: r.get(2),
-                payload: r.get(3),
-            })
-            .collect(),
+        let rows: Vec<QueuedRow> = match self {
+            RawDb::Sqlite(pool, _) => {
+                let sql = match table {
+                    Table::Plain => {
+                        "SELECT seq, id, stream_id, payload FROM bench_raw_queue \
+                         WHERE \"partition\" = ? AND state = 'pending' ORDER BY seq LIMIT ?"
+                    }
+                    Table::Eskit => {
+                        "SELECT seq, id, stream_id, payload FROM outbox \
+                         WHERE destination = 'raw' AND \"partition\" = ? AND state = 'pending' ORDER BY seq LIMIT ?"
+                    }
+                };
+                sqlx::query(sql)
+                    .bind(i64::from(partition))
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db("raw fetch"))?
+                    .iter()
+                    .map(|r| QueuedRow {
+                        seq: r.get(0),
+                        id: r.get(1),
+                        stream: r.get(2),
+                        payload: r.get(3),
+                    })
+                    .collect()
+            }
+            RawDb::Postgres(pool, s) => {
+                let sql = match table {
+                    Table::Plain => format!(
+                        "SELECT seq, id::text, stream_id, payload::text FROM {s}.bench_raw_queue \
+                         WHERE \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
+                    ),
+                    Table::Eskit => format!(
+                        "SELECT seq, id::text, stream_id, payload::text FROM {s}.outbox \
+                         WHERE destination = 'raw' AND \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
+                    ),
+                };
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(partition as i32)
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db("raw fetch"))?
+                    .iter()
+                    .map(|r| QueuedRow {
+                        seq: r.get(0),
+                        id: r.get(1),
+                        stream: r.get(2),
+                        payload: r.get(3),
+                    })
+                    .collect()
+            }
         };
         Ok(rows)
     }
 
-    /// Marks rows delivered, in one statement.
-    pub async fn mark(&self, seqs: &[i64]) -> CliResult {
+    /// Marks rows of `table` delivered, in one statement.
+    pub async fn mark(&self, table: Table, seqs: &[i64]) -> CliResult {
         match self {
             RawDb::Sqlite(pool, writer) => {
                 let _turn = writer.lock().await;
                 let list = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".into());
                 let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1000;
-                sqlx::query(
-                    "UPDATE bench_raw_queue SET state = 'delivered', attempts = attempts + 1, delivered_at = ? \
-                     WHERE seq IN (SELECT value FROM json_each(?))",
-                )
-                .bind(now)
-                .bind(list)
-                .execute(pool)
-                .await
-                .map_err(db("raw mark"))?;
+                let sql = match table {
+                    Table::Plain => {
+                        "UPDATE bench_raw_queue SET state = 'delivered', attempts = attempts + 1, delivered_at = ? \
+                         WHERE seq IN (SELECT value FROM json_each(?))"
+                    }
+                    Table::Eskit => {
+                        "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ? \
+                         WHERE seq IN (SELECT value FROM json_each(?))"
+                    }
+                };
+                sqlx::query(sql)
+                    .bind(now)
+                    .bind(list)
+                    .execute(pool)
+                    .await
+                    .map_err(db("raw mark"))?;
             }
             RawDb::Postgres(pool, s) => {
+                let table = match table {
+                    Table::Plain => "bench_raw_queue",
+                    Table::Eskit => "outbox",
+                };
                 sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {s}.bench_raw_queue SET state = 'delivered', attempts = attempts + 1, delivered_at = now() \
+                    "UPDATE {s}.{table} SET state = 'delivered', attempts = attempts + 1, delivered_at = now() \
                      WHERE seq = ANY($1)"
                 )))
                 .bind(seqs)
@@ -361,11 +400,26 @@ impl RawDb {
             }
             done += size;
         }
-        if let RawDb::Postgres(pool, s) = self {
-            sqlx::query(AssertSqlSafe(format!("ANALYZE {s}.outbox")))
-                .execute(pool)
-                .await
-                .map_err(db("analyzing the outbox"))?;
+        Ok(())
+    }
+
+    /// Brings the outbox table to a steady state between phases (PostgreSQL: `VACUUM
+    /// ANALYZE`, as autovacuum eventually would; SQLite: `ANALYZE`), so that one phase's
+    /// dead rows do not slow the next one down.
+    pub async fn settle(&self) -> CliResult {
+        match self {
+            RawDb::Sqlite(pool, _) => {
+                sqlx::query("ANALYZE outbox")
+                    .execute(pool)
+                    .await
+                    .map_err(db("analyzing the outbox"))?;
+            }
+            RawDb::Postgres(pool, s) => {
+                sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {s}.outbox")))
+                    .execute(pool)
+                    .await
+                    .map_err(db("vacuuming the outbox"))?;
+            }
         }
         Ok(())
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eskit::{
-    BreakerConfig, DeliveryError, Destination, DestinationPolicy, Destinations, EntryState, EventData, ExpectedVersion,
-    OutboxEntry, OutboxStore, RawValue, Relay, RelayConfig,
+    BreakerConfig, DeliveryError, Destination, DestinationPolicy, Destinations, EntryFilter, EntryState, EventData,
+    ExpectedVersion, OutboxEntry, OutboxStore, RawValue, Relay, RelayConfig,
 };
 use eskit_destinations::webhook::{WebhookConfig, WebhookDestination};
 use hdrhistogram::Histogram;
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::bench_append::{Budget, Rate, payload};
-use super::bench_raw::RawDb;
+use super::bench_raw::{RawDb, Table};
 use crate::error::{CliError, CliResult};
 use crate::store::{OpenStore, PendingAppend};
 
@@ -123,14 +123,16 @@ fn no_breaker() -> DestinationPolicy {
     })
 }
 
-async fn pending(outbox: &dyn OutboxStore, destination: &str) -> u64 {
-    match outbox.status().await {
-        Ok(rows) => rows
-            .iter()
-            .find(|r| r.destination == destination)
-            .map_or(0, |r| r.pending),
-        Err(_) => u64::MAX,
-    }
+/// Whether `destination` has no pending entry (through the pending index: `status()`
+/// would count every row, which the bench must not measure).
+async fn drained(outbox: &dyn OutboxStore, destination: &str) -> bool {
+    let filter = EntryFilter {
+        destination: Some(destination.to_string()),
+        state: Some(EntryState::Pending),
+        limit: Some(1),
+        ..EntryFilter::default()
+    };
+    outbox.list_entries(&filter).await.is_ok_and(|e| e.is_empty())
 }
 
 /// Runs the relay on `destination` until `expected` entries are delivered and recorded
@@ -159,7 +161,7 @@ pub async fn drain(
     // results are recorded.
     loop {
         let done = delivered.load(Ordering::Relaxed);
-        if done >= expected && pending(outbox.as_ref(), name).await == 0 {
+        if done >= expected && drained(outbox.as_ref(), name).await {
             break;
         }
         if Instant::now() >= deadline {
@@ -202,10 +204,12 @@ pub async fn drain_webhook(
     drain(store, name, webhook, counter, expected, budget).await
 }
 
-/// The plain-SQL loop: per partition, select the oldest pending rows, deliver them
-/// (`deliver`; nothing for the null case), mark them delivered in one statement.
+/// The plain-SQL loop over `table`: per partition, select the oldest pending rows,
+/// deliver them (`deliver`; nothing for the null case), mark them delivered in one
+/// statement.
 pub async fn raw_loop(
     raw: &RawDb,
+    table: Table,
     partitions: u32,
     expected: u64,
     budget: Budget,
@@ -223,7 +227,7 @@ pub async fn raw_loop(
                 {
                     return Ok::<_, CliError>(());
                 }
-                let rows = raw.fetch(partition, BATCH).await?;
+                let rows = raw.fetch(table, partition, BATCH).await?;
                 if rows.is_empty() {
                     return Ok(());
                 }
@@ -248,7 +252,7 @@ pub async fn raw_loop(
                     }
                 }
                 let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-                raw.mark(&seqs).await?;
+                raw.mark(table, &seqs).await?;
                 done.fetch_add(seqs.len() as u64, Ordering::Relaxed);
             }
         });

@@ -28,27 +28,33 @@ fn row(name: String, p: &Pair, bound: &str, target: Option<f64>) -> Vec<Cell> {
     ]
 }
 
-/// The table, one line of context above it.
+/// The table, one line of context above it. Each eskit row is compared with the plain
+/// table bound (with the target), then, indented, with the same rows written or
+/// consumed by plain SQL on eskit's own tables (what the engine itself costs).
 pub fn render(r: &BenchResults) -> String {
     let mut t = new_table(&["measurement", "eskit", "bound (same run)", "ratio", "target"]);
+    let same = "  vs plain SQL on eskit's tables";
     t.add_row(row(
         "append, 1 event per transaction".into(),
         &r.append_single,
         "plain INSERTs",
         None,
     ));
+    t.add_row(row(same.into(), &r.append_single_same_schema, "INSERTs", None));
     t.add_row(row(
         format!("append, {} events per transaction", r.batch),
         &r.append_batched,
         "plain INSERTs",
         Some(0.8),
     ));
+    t.add_row(row(same.into(), &r.append_batched_same_schema, "INSERTs", None));
     t.add_row(row(
         "relay → null destination".into(),
         &r.relay_null,
         "select-and-mark loop",
         Some(0.7),
     ));
+    t.add_row(row(same.into(), &r.relay_null_same_schema, "loop", None));
     t.add_row(row(
         "relay → loopback webhook".into(),
         &r.relay_webhook,
@@ -71,13 +77,13 @@ pub fn render(r: &BenchResults) -> String {
     t.add_row(row(
         "relay → null, a transaction held open".into(),
         &r.relay_open_transaction,
-        "clean relay run",
+        "same drain, clean",
         Some(0.8),
     ));
     t.add_row(row(
         format!("relay → null, {} delivered rows in the table", r.delivered_rows),
         &r.relay_delivered_rows,
-        "clean relay run",
+        "same drain, clean",
         Some(0.8),
     ));
     format!(

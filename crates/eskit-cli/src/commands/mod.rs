@@ -12,3 +12,4 @@ pub mod bench_append;
 pub mod bench_raw;
 pub mod bench_relay;
 pub mod bench_report;
+pub mod bench_schema;
