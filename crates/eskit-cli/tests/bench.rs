@@ -46,7 +46,8 @@ fn bench_prints_the_table() {
 
 #[test]
 fn bench_on_postgres_prints_json() {
-    let url = std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let url =
+        std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let sb = Sandbox::sqlite();
     let mut args = vec!["bench", "--db", url.as_str(), "--json", "--batch", "50"];
     args.extend(SMALL);
