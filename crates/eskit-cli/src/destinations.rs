@@ -32,13 +32,19 @@ fn build_one(index: usize, d: &DestinationConfig, into: &mut Destinations) -> Re
     let fail = |e: &(dyn std::error::Error + 'static)| invalid(crate::error::one_line(e));
     match &d.kind {
         DestinationKind::Webhook(c) => {
-            into.insert(d.name.clone(), WebhookDestination::new(c.clone()).map_err(|e| fail(&e))?);
+            into.insert(
+                d.name.clone(),
+                WebhookDestination::new(c.clone()).map_err(|e| fail(&e))?,
+            );
         }
         DestinationKind::Nats(c) => {
             into.insert(d.name.clone(), NatsDestination::new(c.clone()).map_err(|e| fail(&e))?);
         }
         DestinationKind::RabbitMq(c) => {
-            into.insert(d.name.clone(), RabbitMqDestination::new(c.clone()).map_err(|e| fail(&e))?);
+            into.insert(
+                d.name.clone(),
+                RabbitMqDestination::new(c.clone()).map_err(|e| fail(&e))?,
+            );
         }
         DestinationKind::Redis(c) => {
             into.insert(d.name.clone(), RedisDestination::new(c.clone()).map_err(|e| fail(&e))?);

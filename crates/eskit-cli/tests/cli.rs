@@ -472,7 +472,10 @@ fn env_overrides_the_file_and_config_goes_before_or_after_the_command() {
     let listed = sb
         .run_env(
             &["read", "--all", "--config", "other.toml"],
-            &[("ESKIT_TEST_PG_URL", "postgres://elsewhere"), ("ESKIT_TEST_ANYTHING", "1")],
+            &[
+                ("ESKIT_TEST_PG_URL", "postgres://elsewhere"),
+                ("ESKIT_TEST_ANYTHING", "1"),
+            ],
         )
         .ok()
         .json_lines();

@@ -489,7 +489,8 @@ mod plan_tests {
 
     #[tokio::test]
     async fn fast_path_and_result_writes_probe_by_stream_and_by_id() {
-        let url = std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let url =
+            std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
         let store = PgStore::builder(&url)
             .schema(&schema)

@@ -115,8 +115,8 @@ impl Fixture {
             .with_outbox(destination, RouteFilter::all())
             .partitions(4);
         let (outbox, events, pg): (Arc<dyn OutboxStore>, Arc<dyn EventStore>, _) = if setup.postgres {
-            let url =
-                std::env::var("ESKIT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+            let url = std::env::var("ESKIT_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
             let store = PgStore::builder(url)
                 .schema(format!("t_admin_{}", Uuid::new_v4().simple()))
                 .max_connections(5)
