@@ -149,15 +149,15 @@ async fn relay_survives_a_postgres_restart() {
         (TOTAL as u64, TOTAL as u64, 0),
         "{report}"
     );
-    let text = logs.text();
-    assert!(
-        text.contains("relay step failed") || text.contains("lease balancing failed"),
-        "the relay logged the outage"
-    );
-    assert!(
-        text.contains("outbox listener") || text.contains("could not listen"),
-        "the listener logged its lost connection"
-    );
+    // The relay's pooled connections may be replaced silently (sqlx tests them before
+    // use), so whether a relay step fails depends on timing; the LISTEN connection is
+    // always cut by the restart, and its loss must be logged.
+    let logged = common::wait_until(Duration::from_secs(20), || async {
+        let text = logs.text();
+        text.contains("outbox listener") || text.contains("could not listen")
+    })
+    .await;
+    assert!(logged, "the listener logged its lost connection");
     // The LISTEN connection is back.
     let mut observer = schema.connect().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
