@@ -103,6 +103,20 @@ impl SqliteStore {
             .map_err(|e| Error::database("reading outbox entries", e))?;
         rows.iter().map(outbox_entry).collect()
     }
+
+    /// Runs one write statement in this store's writer queue; returns the rows it changed.
+    async fn write(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        context: &'static str,
+    ) -> Result<u64> {
+        let _guard = self.write_lock().await?;
+        let done = query
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database(context, e))?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[async_trait::async_trait]
@@ -148,29 +162,30 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
-        let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::RENEW_LEASE)
-            .bind(&lease.destination)
-            .bind(lease.partition)
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .bind(expires_at(ttl))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("renewing a lease", e))?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .write(
+                sqlx::query(sql::RENEW_LEASE)
+                    .bind(&lease.destination)
+                    .bind(lease.partition)
+                    .bind(&lease.owner)
+                    .bind(lease.epoch)
+                    .bind(expires_at(ttl)),
+                "renewing a lease",
+            )
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        let _guard = self.write_lock().await?;
-        sqlx::query(sql::RELEASE_LEASE)
-            .bind(&lease.destination)
-            .bind(lease.partition)
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("releasing a lease", e))?;
+        self.write(
+            sqlx::query(sql::RELEASE_LEASE)
+                .bind(&lease.destination)
+                .bind(lease.partition)
+                .bind(&lease.owner)
+                .bind(lease.epoch),
+            "releasing a lease",
+        )
+        .await?;
         Ok(())
     }
 
@@ -225,18 +240,19 @@ impl OutboxStore for SqliteStore {
         // One autocommit statement, fenced in SQL; only when it wrote nothing do we look
         // at the lease, to tell a lost lease from entries no longer pending (replayed or
         // discarded meanwhile). A lease, once lost, never comes back with this epoch.
-        let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::RECORD_RESULTS)
-            .bind(&lease.destination)
-            .bind(lease.partition)
-            .bind(rows)
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .bind(now_micros())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("recording delivery results", e))?;
-        if done.rows_affected() == 0 {
+        let changed = self
+            .write(
+                sqlx::query(sql::RECORD_RESULTS)
+                    .bind(&lease.destination)
+                    .bind(lease.partition)
+                    .bind(rows)
+                    .bind(&lease.owner)
+                    .bind(lease.epoch)
+                    .bind(now_micros()),
+                "recording delivery results",
+            )
+            .await?;
+        if changed == 0 {
             let held = sqlx::query(sql::CHECK_LEASE_HELD)
                 .bind(&lease.destination)
                 .bind(lease.partition)
@@ -313,25 +329,16 @@ impl OutboxStore for SqliteStore {
             dead,
             Some(now_micros()),
         )?;
-        let _guard = self.write_lock().await?;
-        let done = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("replaying dead entries", e))?;
-        if done.rows_affected() > 0 {
+        let changed = self.write(query, "replaying dead entries").await?;
+        if changed > 0 {
             self.notify_relay();
         }
-        Ok(done.rows_affected())
+        Ok(changed)
     }
 
     async fn discard_dead(&self, dead: &DeadSelector) -> Result<u64> {
         let query = dead_query(sql::DISCARD_DEAD_ONE, sql::DISCARD_DEAD_OF_DESTINATION, dead, None)?;
-        let _guard = self.write_lock().await?;
-        let done = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("discarding dead entries", e))?;
-        Ok(done.rows_affected())
+        self.write(query, "discarding dead entries").await
     }
 
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
@@ -341,73 +348,64 @@ impl OutboxStore for SqliteStore {
 
     async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
         let query = dead_matching(sql::REPLAY_DEAD_MATCHING, filter).bind(now_micros());
-        let _guard = self.write_lock().await?;
-        let done = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("replaying dead entries", e))?;
-        if done.rows_affected() > 0 {
+        let changed = self.write(query, "replaying dead entries").await?;
+        if changed > 0 {
             self.notify_relay();
         }
-        Ok(done.rows_affected())
+        Ok(changed)
     }
 
     async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
         let query = dead_matching(sql::DISCARD_DEAD_MATCHING, filter);
-        let _guard = self.write_lock().await?;
-        let done = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("discarding dead entries", e))?;
-        Ok(done.rows_affected())
+        self.write(query, "discarding dead entries").await
     }
 
     async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
-        let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::PURGE_DELIVERED)
-            .bind(to_micros(before))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("purging delivered entries", e))?;
-        Ok(done.rows_affected())
+        let changed = self
+            .write(
+                sqlx::query(sql::PURGE_DELIVERED).bind(to_micros(before)),
+                "purging delivered entries",
+            )
+            .await?;
+        Ok(changed)
     }
 
     async fn disable_destination(&self, destination: &str, reason: &str) -> Result<()> {
-        let _guard = self.write_lock().await?;
-        sqlx::query(sql::DISABLE_DESTINATION)
-            .bind(destination)
-            .bind(reason)
-            .bind(now_micros())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("disabling a destination", e))?;
+        self.write(
+            sqlx::query(sql::DISABLE_DESTINATION)
+                .bind(destination)
+                .bind(reason)
+                .bind(now_micros()),
+            "disabling a destination",
+        )
+        .await?;
         Ok(())
     }
 
     async fn enable_destination(&self, destination: &str) -> Result<bool> {
-        let _guard = self.write_lock().await?;
-        let done = sqlx::query(sql::ENABLE_DESTINATION)
-            .bind(destination)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("enabling a destination", e))?;
-        if done.rows_affected() > 0 {
+        let changed = self
+            .write(
+                sqlx::query(sql::ENABLE_DESTINATION).bind(destination),
+                "enabling a destination",
+            )
+            .await?;
+        if changed > 0 {
             self.notify_relay();
         }
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 
     async fn heartbeat(&self, destination: &str, owner: &str, ttl: Duration) -> Result<()> {
         /// Presence rows expired longer ago than this are deleted.
         const FORGET_AFTER_MICROS: i64 = 3_600 * 1_000_000;
-        let _guard = self.write_lock().await?;
-        sqlx::query(sql::UPSERT_RELAY)
-            .bind(destination)
-            .bind(owner)
-            .bind(expires_at(ttl))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("announcing a relay", e))?;
+        self.write(
+            sqlx::query(sql::UPSERT_RELAY)
+                .bind(destination)
+                .bind(owner)
+                .bind(expires_at(ttl)),
+            "announcing a relay",
+        )
+        .await?;
         sqlx::query(sql::DELETE_STALE_RELAYS)
             .bind(now_micros().saturating_sub(FORGET_AFTER_MICROS))
             .execute(&self.inner.pool)
