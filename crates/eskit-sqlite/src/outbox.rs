@@ -8,7 +8,6 @@ use eskit::{
     DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
     EntryState, Error, Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
-use serde::Serialize;
 use sqlx::Row;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -21,33 +20,36 @@ use crate::store::SqliteStore;
 /// Entries an operator listing returns when no limit is given.
 const DEFAULT_LIST_LIMIT: u32 = 100;
 
-/// One element of the `RECORD_RESULTS` JSON array.
-#[derive(Serialize)]
-struct ResultRow<'a> {
-    id: Uuid,
-    attempts: u32,
-    state: &'static str,
-    at: Option<i64>,
-    next_attempt_at: Option<i64>,
-    error: Option<&'a str>,
+/// One element of the `RECORD_RESULTS` JSON array: `[id, attempts, state, at,
+/// next_attempt_at, error]`.
+type ResultRow<'a> = (Uuid, u32, &'static str, Option<i64>, Option<i64>, Option<&'a str>);
+
+fn result_row(result: &EntryResult) -> ResultRow<'_> {
+    let (state, at, next_attempt_at, error) = match &result.outcome {
+        EntryOutcome::Delivered { at } => ("delivered", Some(to_micros(*at)), None, None),
+        EntryOutcome::Retry { next_attempt_at, error } => {
+            ("pending", None, Some(to_micros(*next_attempt_at)), Some(error.as_str()))
+        }
+        EntryOutcome::Dead { at, error } => ("dead", Some(to_micros(*at)), None, Some(error.as_str())),
+    };
+    (result.id, result.attempts, state, at, next_attempt_at, error)
 }
 
-impl<'a> From<&'a EntryResult> for ResultRow<'a> {
-    fn from(result: &'a EntryResult) -> Self {
-        let (state, at, next_attempt_at, error) = match &result.outcome {
-            EntryOutcome::Delivered { at } => ("delivered", Some(to_micros(*at)), None, None),
-            EntryOutcome::Retry { next_attempt_at, error } => {
-                ("pending", None, Some(to_micros(*next_attempt_at)), Some(error.as_str()))
-            }
-            EntryOutcome::Dead { at, error } => ("dead", Some(to_micros(*at)), None, Some(error.as_str())),
-        };
-        Self {
-            id: result.id,
-            attempts: result.attempts,
-            state,
-            at,
-            next_attempt_at,
-            error,
+/// The statement and its JSON results for a batch: [`sql::RECORD_DELIVERED`] when every
+/// entry was delivered, else the general [`sql::RECORD_RESULTS`].
+fn results_json(results: &[EntryResult]) -> serde_json::Result<(&'static str, String)> {
+    let delivered: Option<Vec<(Uuid, u32, i64)>> = results
+        .iter()
+        .map(|r| match r.outcome {
+            EntryOutcome::Delivered { at } => Some((r.id, r.attempts, to_micros(at))),
+            _ => None,
+        })
+        .collect();
+    match delivered {
+        Some(rows) => Ok((sql::RECORD_DELIVERED, serde_json::to_string(&rows)?)),
+        None => {
+            let rows: Vec<ResultRow<'_>> = results.iter().map(result_row).collect();
+            Ok((sql::RECORD_RESULTS, serde_json::to_string(&rows)?))
         }
     }
 }
@@ -110,11 +112,12 @@ impl SqliteStore {
         query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
         context: &'static str,
     ) -> Result<u64> {
-        let _guard = self.write_lock().await?;
-        let done = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database(context, e))?;
+        let mut turn = self.write_lock().await?;
+        let done = match turn.as_mut() {
+            Some(conn) => query.execute(conn).await,
+            None => query.execute(&self.inner.pool).await,
+        }
+        .map_err(|e| Error::database(context, e))?;
         Ok(done.rows_affected())
     }
 }
@@ -143,16 +146,18 @@ impl OutboxStore for SqliteStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let _guard = self.write_lock().await?;
-        let epoch: Option<i64> = sqlx::query_scalar(sql::ACQUIRE_LEASE)
+        let mut turn = self.write_lock().await?;
+        let query = sqlx::query_scalar(sql::ACQUIRE_LEASE)
             .bind(destination)
             .bind(partition)
             .bind(owner)
             .bind(now_micros())
-            .bind(expires_at(ttl))
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| Error::database("acquiring a lease", e))?;
+            .bind(expires_at(ttl));
+        let epoch: Option<i64> = match turn.as_mut() {
+            Some(conn) => query.fetch_optional(conn).await,
+            None => query.fetch_optional(&self.inner.pool).await,
+        }
+        .map_err(|e| Error::database("acquiring a lease", e))?;
         Ok(epoch.map(|epoch| Lease {
             destination: destination.to_string(),
             partition,
@@ -235,14 +240,14 @@ impl OutboxStore for SqliteStore {
         if results.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ResultRow<'_>> = results.iter().map(ResultRow::from).collect();
-        let rows = serde_json::to_string(&rows).map_err(|e| Error::database("encoding delivery results", e))?;
+        let (statement, rows) =
+            results_json(results).map_err(|e| Error::database("encoding delivery results", e))?;
         // One autocommit statement, fenced in SQL; only when it wrote nothing do we look
         // at the lease, to tell a lost lease from entries no longer pending (replayed or
         // discarded meanwhile). A lease, once lost, never comes back with this epoch.
         let changed = self
             .write(
-                sqlx::query(sql::RECORD_RESULTS)
+                sqlx::query(statement)
                     .bind(&lease.destination)
                     .bind(lease.partition)
                     .bind(rows)

@@ -230,30 +230,52 @@ pub const SELECT_STATUS: &str = "SELECT destination, \
 pub const CHECK_LEASE_HELD: &str = "SELECT 1 FROM outbox_leases \
      WHERE destination = ?1 AND \"partition\" = ?2 AND owner = ?3 AND epoch = ?4 AND expires_at > ?5";
 
+/// The lease test both result writes end with. Binds: destination ?1, partition ?2,
+/// owner ?4, epoch ?5, now ?6.
+macro_rules! lease_fence {
+    () => {
+        " AND EXISTS (SELECT 1 FROM outbox_leases AS l \
+                      WHERE l.destination = ?1 AND l.\"partition\" = ?2 AND l.owner = ?4 \
+                        AND l.epoch = ?5 AND l.expires_at > ?6)"
+    };
+}
+
 /// Writes a batch of delivery results in one statement (its own transaction), fenced
 /// by the lease: nothing is written unless the lease is held with this epoch and not
 /// expired. Only pending entries of the lease's (destination, partition) are touched.
 /// (The unary `+`s keep the planner on the id index: one lookup per result, never a
-/// scan of the partition; the lease test is one lookup, evaluated once.)
-/// Binds: destination, partition, JSON array of `{"id", "attempts", "state", "at",
-/// "next_attempt_at", "error"}` (`at`: delivered/dead time; `state`: the new state),
-/// owner, epoch, now.
-pub const RECORD_RESULTS: &str = "UPDATE outbox SET \
+/// scan of the partition; the lease test is one lookup, evaluated once.) The results
+/// are a JSON array of arrays, `[id, attempts, state, at, next_attempt_at, error]`
+/// (`at`: delivered/dead time; `state`: the new state): positional elements are read
+/// about twice as fast as named ones.
+/// Binds: destination, partition, results, owner, epoch, now.
+pub const RECORD_RESULTS: &str = concat!(
+    "UPDATE outbox SET \
         state = r.state, \
         attempts = r.attempts, \
         next_attempt_at = CASE WHEN r.state = 'pending' THEN r.next_attempt_at ELSE outbox.next_attempt_at END, \
         delivered_at = CASE WHEN r.state = 'delivered' THEN r.at ELSE outbox.delivered_at END, \
         dead_at = CASE WHEN r.state = 'dead' THEN r.at ELSE outbox.dead_at END, \
         last_error = CASE WHEN r.state = 'delivered' THEN outbox.last_error ELSE r.error END \
-     FROM (SELECT e.value ->> 'id' AS id, e.value ->> 'attempts' AS attempts, \
-                  e.value ->> 'state' AS state, e.value ->> 'at' AS at, \
-                  e.value ->> 'next_attempt_at' AS next_attempt_at, e.value ->> 'error' AS error \
+     FROM (SELECT e.value ->> 0 AS id, e.value ->> 1 AS attempts, e.value ->> 2 AS state, \
+                  e.value ->> 3 AS at, e.value ->> 4 AS next_attempt_at, e.value ->> 5 AS error \
            FROM json_each(?3) AS e) AS r \
      WHERE outbox.id = r.id AND +outbox.state = 'pending' \
-       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2 \
-       AND EXISTS (SELECT 1 FROM outbox_leases AS l \
-                   WHERE l.destination = ?1 AND l.\"partition\" = ?2 AND l.owner = ?4 \
-                     AND l.epoch = ?5 AND l.expires_at > ?6)";
+       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2",
+    lease_fence!()
+);
+
+/// [`RECORD_RESULTS`] for a batch in which every entry was delivered (the common case):
+/// the same fence, without the per-outcome choices. Results: `[id, attempts, at]`.
+/// Binds: destination, partition, results, owner, epoch, now.
+pub const RECORD_DELIVERED: &str = concat!(
+    "UPDATE outbox SET state = 'delivered', attempts = r.attempts, delivered_at = r.at \
+     FROM (SELECT e.value ->> 0 AS id, e.value ->> 1 AS attempts, e.value ->> 2 AS at \
+           FROM json_each(?3) AS e) AS r \
+     WHERE outbox.id = r.id AND +outbox.state = 'pending' \
+       AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2",
+    lease_fence!()
+);
 
 // ---------------------------------------------------------------------------------
 // Leases

@@ -76,6 +76,20 @@ impl SqliteStoreBuilder {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(self.busy_timeout);
+        // File databases get a connection of their own for the store's writes: it is the
+        // only connection that writes (besides the application's own transactions), so
+        // its page cache stays valid from one write to the next instead of being re-read
+        // after every other connection's commit. (An in-memory database has one
+        // connection, shared.)
+        let writer = if in_memory {
+            None
+        } else {
+            Some(
+                sqlx::ConnectOptions::connect(&connect)
+                    .await
+                    .map_err(|e| Error::database("opening the SQLite database", e))?,
+            )
+        };
         let pool = if in_memory {
             // One connection keeps the database alive and is the only one that sees it.
             SqlitePoolOptions::new()
@@ -90,9 +104,12 @@ impl SqliteStoreBuilder {
         .connect_with(connect)
         .await
         .map_err(|e| Error::database("opening the SQLite database", e))?;
-        SqliteStore::with_pool(pool, self.options, self.busy_timeout).await
+        SqliteStore::with_pool(pool, writer, self.options, self.busy_timeout).await
     }
 }
+
+/// This store's turn to write: holds the dedicated write connection, if any.
+pub(crate) type WriteTurn = OwnedMutexGuard<Option<SqliteConnection>>;
 
 /// The SQLite event store and outbox (the embedded default backend).
 ///
@@ -111,8 +128,9 @@ pub(crate) struct Inner {
     /// One wakeup per partition, so a commit wakes only the workers it concerns.
     pub(crate) partition_wakeups: Vec<Arc<Notify>>,
     /// In-process queue for the write lock: writers of this store wait here in FIFO
-    /// order instead of polling in SQLite's busy handler.
-    writer: Arc<Mutex<()>>,
+    /// order instead of polling in SQLite's busy handler. It holds the dedicated write
+    /// connection, if there is one (else writes take a pool connection).
+    writer: Arc<Mutex<Option<SqliteConnection>>>,
     busy_timeout: Duration,
 }
 
@@ -133,10 +151,15 @@ impl SqliteStore {
     /// A store on an existing pool (runs the migrations). The pool's connections should
     /// use WAL and a busy timeout, as [`SqliteStoreBuilder::open`] sets up.
     pub async fn from_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self> {
-        Self::with_pool(pool, options, DEFAULT_BUSY_TIMEOUT).await
+        Self::with_pool(pool, None, options, DEFAULT_BUSY_TIMEOUT).await
     }
 
-    async fn with_pool(pool: SqlitePool, options: StoreOptions, busy_timeout: Duration) -> Result<Self> {
+    async fn with_pool(
+        pool: SqlitePool,
+        writer: Option<SqliteConnection>,
+        options: StoreOptions,
+        busy_timeout: Duration,
+    ) -> Result<Self> {
         migrate(&pool).await?;
         let partition_wakeups = (0..options.partitions.max(1))
             .map(|_| Arc::new(Notify::new()))
@@ -147,7 +170,7 @@ impl SqliteStore {
                 options,
                 wakeup: Arc::new(Notify::new()),
                 partition_wakeups,
-                writer: Arc::new(Mutex::new(())),
+                writer: Arc::new(Mutex::new(writer)),
                 busy_timeout,
             }),
         })
@@ -243,8 +266,22 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// A `BEGIN IMMEDIATE` transaction on the write connection of `turn` (or on a pool
+    /// connection when there is none).
+    pub(crate) async fn begin_on<'c>(
+        &self,
+        turn: &'c mut WriteTurn,
+        context: &'static str,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>> {
+        match turn.as_mut() {
+            Some(conn) => conn.begin_with(sql::BEGIN_IMMEDIATE).await,
+            None => self.inner.pool.begin_with(sql::BEGIN_IMMEDIATE).await,
+        }
+        .map_err(|e| Error::database(context, e))
+    }
+
     /// Waits for this store's turn to write (FIFO), at most the busy timeout.
-    pub(crate) async fn write_lock(&self) -> Result<OwnedMutexGuard<()>> {
+    pub(crate) async fn write_lock(&self) -> Result<WriteTurn> {
         tokio::time::timeout(self.inner.busy_timeout, self.inner.writer.clone().lock_owned())
             .await
             .map_err(|_| {
@@ -345,13 +382,8 @@ impl EventStore for SqliteStore {
     async fn append(&self, stream_id: &str, expected: ExpectedVersion, events: Vec<EventData>) -> Result<AppendResult> {
         let options = &self.inner.options;
         options.limits.check_append(stream_id, &events)?;
-        let _guard = self.write_lock().await?;
-        let mut tx = self
-            .inner
-            .pool
-            .begin_with(sql::BEGIN_IMMEDIATE)
-            .await
-            .map_err(|e| Error::database("beginning an append", e))?;
+        let mut turn = self.write_lock().await?;
+        let mut tx = self.begin_on(&mut turn, "beginning an append").await?;
         let result = append_on(&mut tx, options, stream_id, expected, &events).await?;
         tx.commit()
             .await

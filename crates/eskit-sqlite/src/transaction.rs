@@ -5,11 +5,10 @@ use std::collections::BTreeSet;
 
 use eskit::{AppendResult, Error, EventData, ExpectedVersion, OutboxMessage, Result, StoreTransaction, partition_of};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
-use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::append::append_on;
-use crate::store::{SqliteStore, write_message_on};
+use crate::store::{SqliteStore, WriteTurn, write_message_on};
 
 /// A write transaction on a [`SqliteStore`] (`BEGIN IMMEDIATE`).
 ///
@@ -26,7 +25,7 @@ pub struct SqliteTransaction {
     /// Partitions this transaction wrote outbox entries in (their relay workers are
     /// woken on commit).
     touched: BTreeSet<u32>,
-    _write: OwnedMutexGuard<()>,
+    _write: WriteTurn,
 }
 
 impl std::fmt::Debug for SqliteTransaction {
@@ -38,7 +37,7 @@ impl std::fmt::Debug for SqliteTransaction {
 }
 
 impl SqliteTransaction {
-    pub(crate) fn new(tx: Transaction<'static, Sqlite>, store: SqliteStore, write: OwnedMutexGuard<()>) -> Self {
+    pub(crate) fn new(tx: Transaction<'static, Sqlite>, store: SqliteStore, write: WriteTurn) -> Self {
         Self {
             tx,
             store,

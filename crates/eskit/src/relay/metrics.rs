@@ -21,6 +21,32 @@ pub const PARKED_STREAMS: &str = "eskit_parked_streams";
 /// Gauge: deliveries in flight (started, not yet finished), by destination.
 pub const IN_FLIGHT: &str = "eskit_in_flight";
 
+/// The handles a partition worker records through, resolved once per worker (not per
+/// entry: looking a labelled metric up allocates and hashes its key).
+pub(crate) struct WorkerMetrics {
+    pub delivered: ::metrics::Counter,
+    pub failed: ::metrics::Counter,
+    pub dead: ::metrics::Counter,
+    pub latency: ::metrics::Histogram,
+    pub batch_duration: ::metrics::Histogram,
+    pub in_flight: ::metrics::Gauge,
+}
+
+impl WorkerMetrics {
+    /// The handles for `destination`.
+    pub(crate) fn new(destination: &str) -> Self {
+        let label = || ("destination", destination.to_string());
+        Self {
+            delivered: ::metrics::counter!(DELIVERED, &[label()]),
+            failed: ::metrics::counter!(FAILED, &[label()]),
+            dead: ::metrics::counter!(DEAD, &[label()]),
+            latency: ::metrics::histogram!(LATENCY, &[label()]),
+            batch_duration: ::metrics::histogram!(BATCH_DURATION, &[label()]),
+            in_flight: ::metrics::gauge!(IN_FLIGHT, &[label()]),
+        }
+    }
+}
+
 /// Adds `delta` to a gauge now and subtracts it again when dropped, so the gauge stays
 /// right when a delivery is abandoned or a worker stops.
 pub(crate) struct GaugeGuard {
@@ -31,10 +57,12 @@ pub(crate) struct GaugeGuard {
 impl GaugeGuard {
     /// A guard over `name` for `destination`, starting at 0.
     pub(crate) fn new(name: &'static str, destination: &str) -> Self {
-        Self {
-            gauge: ::metrics::gauge!(name, "destination" => destination.to_string()),
-            value: 0.0,
-        }
+        Self::of(::metrics::gauge!(name, "destination" => destination.to_string()))
+    }
+
+    /// A guard over an already resolved gauge, starting at 0.
+    pub(crate) fn of(gauge: ::metrics::Gauge) -> Self {
+        Self { gauge, value: 0.0 }
     }
 
     /// Moves this guard's contribution to `value`.

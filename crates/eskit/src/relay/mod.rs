@@ -317,6 +317,7 @@ impl Supervisor {
             destination,
             gate,
             config: self.config.clone(),
+            metrics: metrics::WorkerMetrics::new(&lease.destination),
             lease: lease.clone(),
             cancel: cancel.clone(),
         };

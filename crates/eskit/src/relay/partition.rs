@@ -31,6 +31,7 @@ pub(crate) struct PartitionWorker {
     pub config: Arc<RelayConfig>,
     pub lease: Lease,
     pub cancel: CancellationToken,
+    pub metrics: m::WorkerMetrics,
 }
 
 /// Why a worker stopped.
@@ -185,6 +186,9 @@ impl PartitionWorker {
         if rescan {
             state.last_rescan = Instant::now();
         }
+        // What the fast path has already seen: a re-scan needs to go on past its first
+        // page only while it is behind this.
+        let horizon = state.cursor;
         let claim = debug_span!("claim", rescan, limit);
         let rows = self
             .store
@@ -195,10 +199,14 @@ impl PartitionWorker {
         if let Some(max) = rows.iter().map(|e| e.seq).max() {
             state.cursor = Some(state.cursor.map_or(max, |c| c.max(max)));
         }
+        // The last seq of a full page that ends before the horizon: where a re-scan goes
+        // on. A page that reaches the horizon has caught up with the fast path, which
+        // reads on from the cursor anyway (going on would read the same rows twice).
         let page_end = |rows: &[OutboxEntry]| {
             (rows.len() as u32 >= limit)
                 .then(|| rows.iter().map(|e| e.seq).max())
                 .flatten()
+                .filter(|end| horizon.is_some_and(|h| *end < h))
         };
         if rescan {
             state.rescan_after = page_end(&rows);
@@ -237,8 +245,7 @@ impl PartitionWorker {
                 .record_results(&self.lease, &results)
                 .instrument(debug_span!("record", results = results.len()))
                 .await?;
-            metrics::histogram!(m::BATCH_DURATION, "destination" => self.lease.destination.clone())
-                .record(started.elapsed().as_secs_f64());
+            self.metrics.batch_duration.record(started.elapsed().as_secs_f64());
         }
         Ok(Step::More)
     }
@@ -292,7 +299,6 @@ impl PartitionWorker {
     /// Delivers one stream's entries in order; stops at the first failure.
     async fn deliver_chain(&self, chain: Vec<OutboxEntry>) -> ChainOutcome {
         let stream = chain[0].stream_id.clone();
-        let dest = self.lease.destination.clone();
         let mut results = Vec::with_capacity(chain.len());
         let mut park = None;
         let len = chain.len();
@@ -307,7 +313,7 @@ impl PartitionWorker {
             };
             let attempt = entry.attempts + 1;
             let span = info_span!("deliver", entry_id = %entry.id, stream = %entry.stream_id, attempt);
-            let mut in_flight = m::GaugeGuard::new(m::IN_FLIGHT, &dest);
+            let mut in_flight = m::GaugeGuard::of(self.metrics.in_flight.clone());
             in_flight.set(1.0);
             let outcome = self.destination.deliver(&entry).instrument(span).await;
             drop(in_flight);
@@ -321,8 +327,8 @@ impl PartitionWorker {
             match outcome {
                 Ok(()) => {
                     let latency = (now - entry.created_at).as_seconds_f64().max(0.0);
-                    metrics::counter!(m::DELIVERED, "destination" => dest.clone()).increment(1);
-                    metrics::histogram!(m::LATENCY, "destination" => dest.clone()).record(latency);
+                    self.metrics.delivered.increment(1);
+                    self.metrics.latency.record(latency);
                     results.push(EntryResult {
                         id: entry.id,
                         attempts: attempt,
@@ -330,14 +336,14 @@ impl PartitionWorker {
                     });
                 }
                 Err(err) => {
-                    metrics::counter!(m::FAILED, "destination" => dest.clone()).increment(1);
+                    self.metrics.failed.increment(1);
                     let error = err.message.clone();
                     if err.kind == FailureKind::Gone {
                         self.disable_destination(&error).await;
                     }
                     let dead = err.is_permanent() || self.gate.retry.exhausted(attempt);
                     if dead {
-                        metrics::counter!(m::DEAD, "destination" => dest.clone()).increment(1);
+                        self.metrics.dead.increment(1);
                         warn!(entry_id = %entry.id, stream = %entry.stream_id, attempt, error = %error, "entry dead-lettered");
                         results.push(EntryResult {
                             id: entry.id,
