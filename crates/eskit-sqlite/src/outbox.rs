@@ -240,8 +240,7 @@ impl OutboxStore for SqliteStore {
         if results.is_empty() {
             return Ok(());
         }
-        let (statement, rows) =
-            results_json(results).map_err(|e| Error::database("encoding delivery results", e))?;
+        let (statement, rows) = results_json(results).map_err(|e| Error::database("encoding delivery results", e))?;
         // One autocommit statement, fenced in SQL; only when it wrote nothing do we look
         // at the lease, to tell a lost lease from entries no longer pending (replayed or
         // discarded meanwhile). A lease, once lost, never comes back with this epoch.

@@ -51,6 +51,8 @@ struct State {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Rows returned by `fetch_pending`, for tests of the relay's read volume.
+    rows_fetched: std::sync::atomic::AtomicU64,
     writer: Arc<tokio::sync::Mutex<()>>,
     wakeup: Arc<Notify>,
 }
@@ -75,6 +77,12 @@ impl MemoryStore {
             shared: Arc::new(Shared::default()),
             options: Arc::new(options),
         }
+    }
+
+    /// Rows the relay has read so far (`fetch_pending` results, summed): a drain without
+    /// failures should read each entry once.
+    pub fn rows_fetched(&self) -> u64 {
+        self.shared.rows_fetched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Another handle on the same data, with its own options (as another process with
@@ -502,6 +510,9 @@ impl OutboxStore for MemoryStore {
                     .collect()
             }
         };
+        self.shared
+            .rows_fetched
+            .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 
