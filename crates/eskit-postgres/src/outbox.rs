@@ -202,18 +202,32 @@ impl OutboxStore for PgStore {
         if results.is_empty() {
             return Ok(());
         }
-        let c = ResultColumns::new(results);
-        let row = sqlx::query(self.inner.sql.record_results.sql())
-            .bind(&lease.destination)
-            .bind(partition_i32(lease.partition))
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .bind(&c.ids)
-            .bind(&c.attempts)
-            .bind(&c.states)
-            .bind(&c.at)
-            .bind(&c.next_attempt_at)
-            .bind(&c.errors)
+        let sql = &self.inner.sql;
+        let query = match EntryResult::uniform_delivery(results) {
+            Some((at, attempts)) => sqlx::query(sql.record_delivered.sql())
+                .bind(&lease.destination)
+                .bind(partition_i32(lease.partition))
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .bind(results.iter().map(|r| r.id).collect::<Vec<_>>())
+                .bind(at)
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX)),
+            None => {
+                let c = ResultColumns::new(results);
+                sqlx::query(sql.record_results.sql())
+                    .bind(&lease.destination)
+                    .bind(partition_i32(lease.partition))
+                    .bind(&lease.owner)
+                    .bind(lease.epoch)
+                    .bind(c.ids)
+                    .bind(c.attempts)
+                    .bind(c.states)
+                    .bind(c.at)
+                    .bind(c.next_attempt_at)
+                    .bind(c.errors)
+            }
+        };
+        let row = query
             .fetch_one(&self.inner.pool)
             .await
             .map_err(db("recording delivery results"))?;

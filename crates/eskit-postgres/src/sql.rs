@@ -234,6 +234,22 @@ const RECORD_RESULTS: &str = "WITH lease AS ( \
         RETURNING 1) \
      SELECT EXISTS (SELECT 1 FROM lease), (SELECT count(*) FROM upd)";
 
+/// [`RECORD_RESULTS`] for a batch of deliveries that share one time and attempt count
+/// (the relay's common case; see `EntryResult::uniform_delivery`): the same fence and
+/// lookups, one id array instead of six per-entry arrays to unpack.
+/// Binds: destination, partition, owner, epoch, uuid[] ids, delivered at, attempts.
+const RECORD_DELIVERED: &str = "WITH lease AS ( \
+        SELECT 1 FROM {schema}.outbox_leases \
+        WHERE destination = $1 AND \"partition\" = $2 AND owner = $3 AND epoch = $4 \
+          AND expires_at > clock_timestamp() \
+        FOR SHARE), \
+     upd AS ( \
+        UPDATE {schema}.outbox AS o SET state = 'delivered', attempts = $7, delivered_at = $6 \
+        WHERE o.id = ANY($5::uuid[]) AND COALESCE(o.state = 'pending', false) \
+          AND o.destination = $1 AND o.\"partition\" = $2 AND EXISTS (SELECT 1 FROM lease) \
+        RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM lease), (SELECT count(*) FROM upd)";
+
 // ---------------------------------------------------------------------------------
 // Leases (database clock)
 // ---------------------------------------------------------------------------------
@@ -396,6 +412,7 @@ pub(crate) struct Sql {
     pub select_destinations: Stmt,
     pub select_status: Stmt,
     pub record_results: Stmt,
+    pub record_delivered: Stmt,
     pub acquire_lease: Stmt,
     pub renew_lease: Stmt,
     pub release_lease: Stmt,
@@ -436,6 +453,7 @@ impl Sql {
             select_destinations: s(SELECT_DESTINATIONS),
             select_status: s(SELECT_STATUS),
             record_results: s(RECORD_RESULTS),
+            record_delivered: s(RECORD_DELIVERED),
             acquire_lease: s(ACQUIRE_LEASE),
             renew_lease: s(RENEW_LEASE),
             release_lease: s(RELEASE_LEASE),
@@ -536,6 +554,18 @@ mod plan_tests {
         })
         .await;
 
+        let delivered = explain(&store, &sql.record_delivered, |text| {
+            sqlx::query(sqlx::AssertSqlSafe(text))
+                .bind("hook")
+                .bind(0i32)
+                .bind("owner")
+                .bind(1i64)
+                .bind(vec![uuid::Uuid::nil()])
+                .bind(time::OffsetDateTime::UNIX_EPOCH)
+                .bind(1i32)
+        })
+        .await;
+
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
             .execute(store.pool())
             .await;
@@ -544,5 +574,7 @@ mod plan_tests {
         assert!(!after_seq.contains("Anti Join"), "{after_seq}");
         assert!(record.contains("outbox_id_key"), "{record}");
         assert!(!record.contains("outbox_pending_by"), "{record}");
+        assert!(delivered.contains("outbox_id_key"), "{delivered}");
+        assert!(!delivered.contains("outbox_pending_by"), "{delivered}");
     }
 }

@@ -35,22 +35,30 @@ fn result_row(result: &EntryResult) -> ResultRow<'_> {
     (result.id, result.attempts, state, at, next_attempt_at, error)
 }
 
-/// The statement and its JSON results for a batch: [`sql::RECORD_DELIVERED`] when every
-/// entry was delivered, else the general [`sql::RECORD_RESULTS`].
-fn results_json(results: &[EntryResult]) -> serde_json::Result<(&'static str, String)> {
-    let delivered: Option<Vec<(Uuid, u32, i64)>> = results
-        .iter()
-        .map(|r| match r.outcome {
-            EntryOutcome::Delivered { at } => Some((r.id, r.attempts, to_micros(at))),
-            _ => None,
+/// How a batch of results is written: the statement, its JSON and, for
+/// [`sql::RECORD_DELIVERED`], the shared delivery time and attempt count.
+struct ResultWrite {
+    statement: &'static str,
+    json: String,
+    uniform: Option<(i64, u32)>,
+}
+
+impl ResultWrite {
+    /// [`sql::RECORD_DELIVERED`] when the batch's deliveries share one time and attempt
+    /// count, else the general [`sql::RECORD_RESULTS`].
+    fn of(results: &[EntryResult]) -> serde_json::Result<Self> {
+        Ok(match EntryResult::uniform_delivery(results) {
+            Some((at, attempts)) => Self {
+                statement: sql::RECORD_DELIVERED,
+                json: serde_json::to_string(&results.iter().map(|r| r.id).collect::<Vec<_>>())?,
+                uniform: Some((to_micros(at), attempts)),
+            },
+            None => Self {
+                statement: sql::RECORD_RESULTS,
+                json: serde_json::to_string(&results.iter().map(result_row).collect::<Vec<_>>())?,
+                uniform: None,
+            },
         })
-        .collect();
-    match delivered {
-        Some(rows) => Ok((sql::RECORD_DELIVERED, serde_json::to_string(&rows)?)),
-        None => {
-            let rows: Vec<ResultRow<'_>> = results.iter().map(result_row).collect();
-            Ok((sql::RECORD_RESULTS, serde_json::to_string(&rows)?))
-        }
     }
 }
 
@@ -240,22 +248,21 @@ impl OutboxStore for SqliteStore {
         if results.is_empty() {
             return Ok(());
         }
-        let (statement, rows) = results_json(results).map_err(|e| Error::database("encoding delivery results", e))?;
+        let write = ResultWrite::of(results).map_err(|e| Error::database("encoding delivery results", e))?;
         // One autocommit statement, fenced in SQL; only when it wrote nothing do we look
         // at the lease, to tell a lost lease from entries no longer pending (replayed or
         // discarded meanwhile). A lease, once lost, never comes back with this epoch.
-        let changed = self
-            .write(
-                sqlx::query(statement)
-                    .bind(&lease.destination)
-                    .bind(lease.partition)
-                    .bind(rows)
-                    .bind(&lease.owner)
-                    .bind(lease.epoch)
-                    .bind(now_micros()),
-                "recording delivery results",
-            )
-            .await?;
+        let mut query = sqlx::query(write.statement)
+            .bind(&lease.destination)
+            .bind(lease.partition)
+            .bind(write.json)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .bind(now_micros());
+        if let Some((at, attempts)) = write.uniform {
+            query = query.bind(at).bind(attempts);
+        }
+        let changed = self.write(query, "recording delivery results").await?;
         if changed == 0 {
             let held = sqlx::query(sql::CHECK_LEASE_HELD)
                 .bind(&lease.destination)

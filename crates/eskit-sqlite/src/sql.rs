@@ -265,14 +265,13 @@ pub const RECORD_RESULTS: &str = concat!(
     lease_fence!()
 );
 
-/// [`RECORD_RESULTS`] for a batch in which every entry was delivered (the common case):
-/// the same fence, without the per-outcome choices. Results: `[id, attempts, at]`.
-/// Binds: destination, partition, results, owner, epoch, now.
+/// [`RECORD_RESULTS`] for a batch of deliveries that share one time and attempt count
+/// (the relay's common case; see `EntryResult::uniform_delivery`): the same fence, the
+/// ids as a JSON array of strings, no per-entry values to unpack.
+/// Binds: destination, partition, ids, owner, epoch, now, delivered at, attempts.
 pub const RECORD_DELIVERED: &str = concat!(
-    "UPDATE outbox SET state = 'delivered', attempts = r.attempts, delivered_at = r.at \
-     FROM (SELECT e.value ->> 0 AS id, e.value ->> 1 AS attempts, e.value ->> 2 AS at \
-           FROM json_each(?3) AS e) AS r \
-     WHERE outbox.id = r.id AND +outbox.state = 'pending' \
+    "UPDATE outbox SET state = 'delivered', attempts = ?8, delivered_at = ?7 \
+     WHERE outbox.id IN (SELECT value FROM json_each(?3)) AND +outbox.state = 'pending' \
        AND +outbox.destination = ?1 AND +outbox.\"partition\" = ?2",
     lease_fence!()
 );

@@ -121,6 +121,23 @@ pub struct EntryResult {
     pub outcome: EntryOutcome,
 }
 
+impl EntryResult {
+    /// When every result of a batch is a delivery with the same time and the same
+    /// attempt count (the relay's common case: it stamps a batch's deliveries with the
+    /// time it records them), that time and count. Backends write such a batch with a
+    /// simpler statement (ids and two values instead of per-entry rows).
+    pub fn uniform_delivery(results: &[EntryResult]) -> Option<(OffsetDateTime, u32)> {
+        let first = results.first()?;
+        let EntryOutcome::Delivered { at } = first.outcome else {
+            return None;
+        };
+        results
+            .iter()
+            .all(|r| r.attempts == first.attempts && r.outcome == EntryOutcome::Delivered { at })
+            .then_some((at, first.attempts))
+    }
+}
+
 /// Outcome of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntryOutcome {
@@ -474,6 +491,29 @@ pub struct DisabledDestination {
 mod tests {
     use super::*;
     use serde_json::value::RawValue;
+
+    #[test]
+    fn uniform_delivery_needs_one_time_and_one_attempt_count() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let ok = |attempts, at| EntryResult {
+            id: Uuid::now_v7(),
+            attempts,
+            outcome: EntryOutcome::Delivered { at },
+        };
+        assert_eq!(EntryResult::uniform_delivery(&[ok(1, at), ok(1, at)]), Some((at, 1)));
+        assert_eq!(EntryResult::uniform_delivery(&[ok(1, at), ok(2, at)]), None);
+        let later = at + time::Duration::SECOND;
+        assert_eq!(EntryResult::uniform_delivery(&[ok(1, at), ok(1, later)]), None);
+        let retry = EntryResult {
+            outcome: EntryOutcome::Retry {
+                next_attempt_at: at,
+                error: "503".into(),
+            },
+            ..ok(1, at)
+        };
+        assert_eq!(EntryResult::uniform_delivery(&[ok(1, at), retry]), None);
+        assert_eq!(EntryResult::uniform_delivery(&[]), None);
+    }
 
     fn dead(destination: &str, error: &str, dead_at: OffsetDateTime) -> OutboxEntry {
         OutboxEntry {

@@ -45,14 +45,22 @@ pub struct QueuedRow {
     pub id: String,
     /// Stream.
     pub stream: String,
+    /// Event type.
+    pub event_type: String,
     /// Payload.
     pub payload: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Created at.
+    pub created_at: time::OffsetDateTime,
 }
 
 /// Which table a plain select-and-mark loop works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
-    /// `bench_raw_queue`: narrow rows, one partial index (the physical bound).
+    /// `bench_raw_queue`: an outbox entry's fields (id, destination, stream, event type,
+    /// payload, state, attempts, last error, created/delivered at), a primary key and the
+    /// one partial index a select-and-mark loop needs (the physical bound).
     Plain,
     /// eskit's own `outbox` table, entries of destination `raw` (written by
     /// [`super::bench_schema`]): same rows and indexes, no relay engine.
@@ -101,8 +109,10 @@ impl RawDb {
                        event_type TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', \
                        created_at INTEGER NOT NULL);
                      CREATE TABLE bench_raw_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, \
-                       stream_id TEXT NOT NULL, \"partition\" INTEGER NOT NULL, payload TEXT NOT NULL, \
-                       state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, delivered_at INTEGER);
+                       destination TEXT NOT NULL, stream_id TEXT NOT NULL, \"partition\" INTEGER NOT NULL, \
+                       event_type TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', \
+                       attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created_at INTEGER NOT NULL, \
+                       delivered_at INTEGER);
                      CREATE INDEX bench_raw_queue_pending ON bench_raw_queue (\"partition\", seq) WHERE state = 'pending';
                      CREATE TABLE bench_idle (x INTEGER);",
                 )
@@ -121,8 +131,10 @@ impl RawDb {
                        event_type text NOT NULL, payload jsonb NOT NULL, state text NOT NULL DEFAULT 'pending', \
                        created_at timestamptz NOT NULL DEFAULT statement_timestamp());
                      CREATE TABLE {s}.bench_raw_queue (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id uuid NOT NULL, \
-                       stream_id text NOT NULL, \"partition\" integer NOT NULL, payload jsonb NOT NULL, \
-                       state text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, delivered_at timestamptz);
+                       destination text NOT NULL, stream_id text NOT NULL, \"partition\" integer NOT NULL, \
+                       event_type text NOT NULL, payload jsonb NOT NULL, state text NOT NULL DEFAULT 'pending', \
+                       attempts integer NOT NULL DEFAULT 0, last_error text, \
+                       created_at timestamptz NOT NULL DEFAULT statement_timestamp(), delivered_at timestamptz);
                      CREATE INDEX ON {s}.bench_raw_queue (\"partition\", seq) WHERE state = 'pending';
                      CREATE TABLE {s}.bench_idle (x integer);"
                 );
@@ -215,10 +227,14 @@ impl RawDb {
                 .collect();
             match self {
                 RawDb::Sqlite(pool, _) => {
-                    let mut sql =
-                        String::from("INSERT INTO bench_raw_queue (id, stream_id, \"partition\", payload) VALUES ");
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1000;
+                    let mut sql = String::from(
+                        "INSERT INTO bench_raw_queue (id, destination, stream_id, \"partition\", event_type, payload, \
+                         created_at) VALUES ",
+                    );
                     for i in 0..rows.len() {
-                        sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ",(?, ?, ?, ?)" });
+                        let sep = if i == 0 { "" } else { "," };
+                        sql.push_str(&format!("{sep}(?, 'raw', ?, ?, 'BenchEvent', ?, {now})"));
                     }
                     let mut q = sqlx::query(AssertSqlSafe(sql));
                     for r in &rows {
@@ -232,8 +248,9 @@ impl RawDb {
                 }
                 RawDb::Postgres(pool, s) => {
                     sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO {s}.bench_raw_queue (id, stream_id, \"partition\", payload) \
-                         SELECT i, s, p, d::jsonb FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) AS u(i, s, p, d)"
+                        "INSERT INTO {s}.bench_raw_queue (id, destination, stream_id, \"partition\", event_type, payload) \
+                         SELECT i, 'raw', s, p, 'BenchEvent', d::jsonb \
+                         FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) AS u(i, s, p, d)"
                     )))
                     .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
                     .bind(rows.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>())
@@ -256,11 +273,11 @@ impl RawDb {
             RawDb::Sqlite(pool, _) => {
                 let sql = match table {
                     Table::Plain => {
-                        "SELECT seq, id, stream_id, payload FROM bench_raw_queue \
+                        "SELECT seq, id, stream_id, event_type, payload, attempts, created_at FROM bench_raw_queue \
                          WHERE \"partition\" = ? AND state = 'pending' ORDER BY seq LIMIT ?"
                     }
                     Table::Eskit => {
-                        "SELECT seq, id, stream_id, payload FROM outbox \
+                        "SELECT seq, id, stream_id, event_type, payload, attempts, created_at FROM outbox \
                          WHERE destination = 'raw' AND \"partition\" = ? AND state = 'pending' ORDER BY seq LIMIT ?"
                     }
                 };
@@ -275,18 +292,26 @@ impl RawDb {
                         seq: r.get(0),
                         id: r.get(1),
                         stream: r.get(2),
-                        payload: r.get(3),
+                        event_type: r.get(3),
+                        payload: r.get(4),
+                        attempts: r.get(5),
+                        created_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                            i128::from(r.get::<i64, _>(6)) * 1000,
+                        )
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
                     })
                     .collect()
             }
             RawDb::Postgres(pool, s) => {
                 let sql = match table {
                     Table::Plain => format!(
-                        "SELECT seq, id::text, stream_id, payload::text FROM {s}.bench_raw_queue \
+                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, created_at \
+                         FROM {s}.bench_raw_queue \
                          WHERE \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
                     ),
                     Table::Eskit => format!(
-                        "SELECT seq, id::text, stream_id, payload::text FROM {s}.outbox \
+                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, created_at \
+                         FROM {s}.outbox \
                          WHERE destination = 'raw' AND \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
                     ),
                 };
@@ -301,7 +326,10 @@ impl RawDb {
                         seq: r.get(0),
                         id: r.get(1),
                         stream: r.get(2),
-                        payload: r.get(3),
+                        event_type: r.get(3),
+                        payload: r.get(4),
+                        attempts: r.get(5),
+                        created_at: r.get(6),
                     })
                     .collect()
             }

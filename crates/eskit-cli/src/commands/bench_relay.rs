@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::bench_append::{Budget, Rate, payload};
-use super::bench_raw::{RawDb, Table};
+use super::bench_raw::{QueuedRow, RawDb, Table};
 use crate::error::{CliError, CliResult};
 use crate::store::{OpenStore, PendingAppend};
 
@@ -238,7 +238,7 @@ pub async fn raw_loop(
                         let (destination, chunk) = (destination.clone(), chunk.to_vec());
                         sending.spawn(async move {
                             for row in chunk {
-                                let entry = raw_entry(&row.id, &row.stream, &row.payload)?;
+                                let entry = raw_entry(&row)?;
                                 destination
                                     .deliver(&entry)
                                     .await
@@ -267,25 +267,25 @@ pub async fn raw_loop(
 }
 
 /// An entry as a destination takes it, from a raw queue row.
-fn raw_entry(id: &str, stream: &str, payload: &str) -> CliResult<OutboxEntry> {
+fn raw_entry(row: &QueuedRow) -> CliResult<OutboxEntry> {
     let now = OffsetDateTime::now_utc();
     let payload =
-        RawValue::from_string(payload.to_string()).map_err(|e| CliError::Failed(format!("raw queue payload: {e}")))?;
+        RawValue::from_string(row.payload.clone()).map_err(|e| CliError::Failed(format!("raw queue payload: {e}")))?;
     Ok(OutboxEntry {
-        seq: 0,
-        id: Uuid::parse_str(id).unwrap_or_else(|_| Uuid::nil()),
+        seq: row.seq,
+        id: Uuid::parse_str(&row.id).unwrap_or_else(|_| Uuid::nil()),
         destination: "raw".into(),
-        stream_id: stream.to_string(),
+        stream_id: row.stream.clone(),
         partition: 0,
-        event_type: "BenchEvent".into(),
+        event_type: row.event_type.clone(),
         payload,
         metadata: None,
         event_id: None,
         stream_version: None,
         state: EntryState::Pending,
-        attempts: 0,
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
         last_error: None,
-        created_at: now,
+        created_at: row.created_at,
         next_attempt_at: now,
         delivered_at: None,
         dead_at: None,

@@ -238,8 +238,17 @@ impl PartitionWorker {
             self.renew_if_due(state).await?;
         }
 
-        let results = self.deliver_chains(chains, state).await;
+        let mut results = self.deliver_chains(chains, state).await;
         if !results.is_empty() {
+            // A batch's deliveries are recorded as of now (within the batch's duration of
+            // each acknowledgement): one time for the batch lets the backend write it
+            // with one simple statement.
+            let recorded_at = crate::clock::now();
+            for result in &mut results {
+                if let EntryOutcome::Delivered { at } = &mut result.outcome {
+                    *at = recorded_at;
+                }
+            }
             let started = Instant::now();
             self.store
                 .record_results(&self.lease, &results)
