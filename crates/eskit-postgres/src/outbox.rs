@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::rows::{db, outbox_entry};
+use crate::rows::{db, outbox_entry, pending_entry};
 use crate::store::PgStore;
 
 /// Entries an operator listing returns when no limit is given.
@@ -195,7 +195,11 @@ impl OutboxStore for PgStore {
                 .bind(stream_id.clone())
                 .bind(limit),
         };
-        self.fetch_entries(query, "reading pending entries").await
+        let rows: Vec<PgRow> = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("reading pending entries"))?;
+        rows.iter().map(|row| pending_entry(row, lease)).collect()
     }
 
     async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()> {

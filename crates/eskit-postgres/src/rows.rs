@@ -1,6 +1,6 @@
 //! Decoding rows into eskit's types, and converting values at the SQL boundary.
 
-use eskit::{EntryState, Error, OutboxEntry, RecordedEvent, Result};
+use eskit::{EntryState, Error, Lease, OutboxEntry, RecordedEvent, Result};
 use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -69,5 +69,33 @@ pub(crate) fn outbox_entry(row: &PgRow) -> Result<OutboxEntry> {
         next_attempt_at: row.try_get(14).map_err(get)?,
         delivered_at: row.try_get(15).map_err(get)?,
         dead_at: row.try_get(16).map_err(get)?,
+    })
+}
+
+/// A row of `pending_columns!()`: a pending entry of `lease`.
+pub(crate) fn pending_entry(row: &PgRow, lease: &Lease) -> Result<OutboxEntry> {
+    let raw = |text: String, what: &'static str| RawValue::from_string(text).map_err(|e| Error::database(what, e));
+    let get = |e: sqlx::Error| Error::database("decoding a pending outbox entry", e);
+    let attempts: i32 = row.try_get(8).map_err(get)?;
+    let metadata: Option<String> = row.try_get(5).map_err(get)?;
+    let stream_version: Option<i64> = row.try_get(7).map_err(get)?;
+    Ok(OutboxEntry {
+        seq: row.try_get(0).map_err(get)?,
+        id: row.try_get::<Uuid, _>(1).map_err(get)?,
+        destination: lease.destination.clone(),
+        stream_id: row.try_get(2).map_err(get)?,
+        partition: lease.partition,
+        event_type: row.try_get(3).map_err(get)?,
+        payload: raw(row.try_get(4).map_err(get)?, "decoding an outbox payload")?,
+        metadata: metadata.map(|m| raw(m, "decoding outbox metadata")).transpose()?,
+        event_id: row.try_get(6).map_err(get)?,
+        stream_version: stream_version.map(to_u64),
+        state: EntryState::Pending,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.try_get(9).map_err(get)?,
+        created_at: row.try_get::<OffsetDateTime, _>(10).map_err(get)?,
+        next_attempt_at: row.try_get(11).map_err(get)?,
+        delivered_at: None,
+        dead_at: None,
     })
 }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::rows::{from_micros, now_micros, outbox_entry, to_micros};
+use crate::rows::{from_micros, now_micros, outbox_entry, pending_entry, to_micros};
 use crate::sql;
 use crate::store::SqliteStore;
 
@@ -241,7 +241,11 @@ impl OutboxStore for SqliteStore {
                 .bind(stream_id.clone())
                 .bind(limit),
         };
-        self.fetch_entries(query).await
+        let rows = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::database("reading pending entries", e))?;
+        rows.iter().map(|row| pending_entry(row, lease)).collect()
     }
 
     async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Conversions between rows and eskit types (timestamps, ids, JSON text).
 
-use eskit::{EntryState, Error, OutboxEntry, RawValue, RecordedEvent, Result};
+use eskit::{EntryState, Error, Lease, OutboxEntry, RawValue, RecordedEvent, Result};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
@@ -105,6 +105,35 @@ pub(crate) fn outbox_entry(row: &SqliteRow) -> Result<OutboxEntry> {
         next_attempt_at: from_micros(get(row, 14, WHAT)?)?,
         delivered_at: delivered_at.map(from_micros).transpose()?,
         dead_at: dead_at.map(from_micros).transpose()?,
+    })
+}
+
+/// Decodes a row selected with `pending_columns!()`: a pending entry of `lease`.
+pub(crate) fn pending_entry(row: &SqliteRow, lease: &Lease) -> Result<OutboxEntry> {
+    const WHAT: &str = "decoding a pending outbox entry";
+    let id: String = get(row, 1, WHAT)?;
+    let metadata: Option<String> = get(row, 5, WHAT)?;
+    let event_id: Option<String> = get(row, 6, WHAT)?;
+    let stream_version: Option<i64> = get(row, 7, WHAT)?;
+    let attempts: i64 = get(row, 8, WHAT)?;
+    Ok(OutboxEntry {
+        seq: get(row, 0, WHAT)?,
+        id: uuid(&id, WHAT)?,
+        destination: lease.destination.clone(),
+        stream_id: get(row, 2, WHAT)?,
+        partition: lease.partition,
+        event_type: get(row, 3, WHAT)?,
+        payload: raw_json(get(row, 4, WHAT)?, WHAT)?,
+        metadata: metadata.map(|m| raw_json(m, WHAT)).transpose()?,
+        event_id: event_id.as_deref().map(|e| uuid(e, WHAT)).transpose()?,
+        stream_version: stream_version.map(|v| u64_of(v, WHAT)).transpose()?,
+        state: EntryState::Pending,
+        attempts: u32::try_from(attempts).map_err(|e| Error::database(WHAT, e))?,
+        last_error: get(row, 9, WHAT)?,
+        created_at: from_micros(get(row, 10, WHAT)?)?,
+        next_attempt_at: from_micros(get(row, 11, WHAT)?)?,
+        delivered_at: None,
+        dead_at: None,
     })
 }
 

@@ -143,10 +143,19 @@ macro_rules! outbox_columns {
     };
 }
 
+/// The columns the relay reads of a pending entry of its lease: its destination,
+/// partition and state are known, and a pending entry has no delivered/dead time.
+macro_rules! pending_columns {
+    () => {
+        "o.seq, o.id, o.stream_id, o.event_type, o.payload, o.metadata, o.event_id, \
+         o.stream_version, o.attempts, o.last_error, o.created_at, o.next_attempt_at"
+    };
+}
+
 /// Pending entries of a partition from the oldest. Binds: destination, partition, limit.
 pub const FETCH_PENDING_FROM_OLDEST: &str = concat!(
     "SELECT ",
-    outbox_columns!(),
+    pending_columns!(),
     " FROM outbox AS o \
      WHERE o.destination = ?1 AND o.\"partition\" = ?2 AND o.state = 'pending' \
      ORDER BY o.seq LIMIT ?3"
@@ -156,7 +165,7 @@ pub const FETCH_PENDING_FROM_OLDEST: &str = concat!(
 /// below it. Binds: destination, partition, seq, limit.
 pub const FETCH_PENDING_AFTER_SEQ: &str = concat!(
     "SELECT ",
-    outbox_columns!(),
+    pending_columns!(),
     " FROM outbox AS o \
      WHERE o.destination = ?1 AND o.\"partition\" = ?2 AND o.state = 'pending' AND o.seq > ?3 \
        AND NOT EXISTS (SELECT 1 FROM outbox AS p \
@@ -170,7 +179,7 @@ pub const FETCH_PENDING_AFTER_SEQ: &str = concat!(
 /// Binds: destination, partition, stream id, limit.
 pub const FETCH_PENDING_OF_STREAM: &str = concat!(
     "SELECT ",
-    outbox_columns!(),
+    pending_columns!(),
     " FROM outbox AS o \
      WHERE o.destination = ?1 AND o.stream_id = ?3 AND o.state = 'pending' AND +o.\"partition\" = ?2 \
      ORDER BY o.seq LIMIT ?4"
