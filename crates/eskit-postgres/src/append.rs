@@ -40,19 +40,14 @@ pub(crate) async fn append_on(
 ) -> Result<AppendResult> {
     let sql = &inner.sql;
     lock_stream(conn, inner, stream_id).await?;
-    let current: Option<i64> = sqlx::query_scalar(sql.select_stream_version_for_update.sql())
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let (current, any_stored): (Option<i64>, bool) = sqlx::query_as(sql.select_stream_for_append.sql())
         .bind(stream_id)
-        .fetch_optional(&mut *conn)
+        .bind(&ids)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db("locking the stream row"))?;
-
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let stored: Vec<Uuid> = sqlx::query_scalar(sql.select_stored_event_ids.sql())
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("looking up event ids"))?;
-    if !stored.is_empty() {
+    if any_stored {
         return idempotent_repeat(conn, inner, stream_id, events).await;
     }
 
