@@ -40,14 +40,19 @@ pub(crate) async fn append_on(
 ) -> Result<AppendResult> {
     let sql = &inner.sql;
     lock_stream(conn, inner, stream_id).await?;
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let (current, any_stored): (Option<i64>, bool) = sqlx::query_as(sql.select_stream_for_append.sql())
+    let current: Option<i64> = sqlx::query_scalar(sql.select_stream_version_for_update.sql())
         .bind(stream_id)
-        .bind(&ids)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db("locking the stream row"))?;
-    if any_stored {
+
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let stored: Vec<Uuid> = sqlx::query_scalar(sql.select_stored_event_ids.sql())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("looking up event ids"))?;
+    if !stored.is_empty() {
         return idempotent_repeat(conn, inner, stream_id, events).await;
     }
 

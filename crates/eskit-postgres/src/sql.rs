@@ -40,16 +40,15 @@ const PARTITIONS_SETTING: &str = "WITH ins AS ( \
 /// transaction ends. Binds: lock key.
 pub(crate) const LOCK_STREAM: &str = "SELECT pg_advisory_xact_lock($1)";
 
-/// What an append needs to know, in one round trip once the stream's advisory lock is
-/// held (so the statement's snapshot is taken after the previous writer committed): the
-/// stream's version, locking its row, and whether any of the event ids is stored (the
-/// cheap first idempotency check). Binds: stream id, uuid[] event ids.
-const SELECT_STREAM_FOR_APPEND: &str = "SELECT \
-        (SELECT version FROM {schema}.streams WHERE stream_id = $1 FOR UPDATE), \
-        EXISTS (SELECT 1 FROM {schema}.events WHERE event_id = ANY($2))";
+/// The current version of a stream, locking its row. Binds: stream id.
+const SELECT_STREAM_VERSION_FOR_UPDATE: &str = "SELECT version FROM {schema}.streams WHERE stream_id = $1 FOR UPDATE";
 
 /// The current version of a stream. Binds: stream id.
 const SELECT_STREAM_VERSION: &str = "SELECT version FROM {schema}.streams WHERE stream_id = $1";
+
+/// Which of a set of event ids are stored (the cheap first idempotency check).
+/// Binds: uuid[].
+const SELECT_STORED_EVENT_IDS: &str = "SELECT event_id FROM {schema}.events WHERE event_id = ANY($1)";
 
 /// Stored events among the given ones, compared with them (the idempotency check).
 /// Binds: uuid[] ids, text[] types, text[] payloads, text[] metadata (nullable).
@@ -406,8 +405,9 @@ impl Stmt {
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub partitions_setting: Stmt,
-    pub select_stream_for_append: Stmt,
+    pub select_stream_version_for_update: Stmt,
     pub select_stream_version: Stmt,
+    pub select_stored_event_ids: Stmt,
     pub compare_stored_events: Stmt,
     pub insert_events: Stmt,
     pub read_stream_forward: Stmt,
@@ -446,8 +446,9 @@ impl Sql {
         let s = |t: &str| Stmt::new(t, quoted_schema);
         Self {
             partitions_setting: s(PARTITIONS_SETTING),
-            select_stream_for_append: s(SELECT_STREAM_FOR_APPEND),
+            select_stream_version_for_update: s(SELECT_STREAM_VERSION_FOR_UPDATE),
             select_stream_version: s(SELECT_STREAM_VERSION),
+            select_stored_event_ids: s(SELECT_STORED_EVENT_IDS),
             compare_stored_events: s(COMPARE_STORED_EVENTS),
             insert_events: s(INSERT_EVENTS),
             read_stream_forward: s(READ_STREAM_FORWARD),
