@@ -190,7 +190,8 @@ pub struct OutboxEntry {
     /// Earliest time of the next attempt.
     #[serde(with = "time::serde::rfc3339")]
     pub next_attempt_at: OffsetDateTime,
-    /// When it was delivered.
+    /// When it was delivered: the time the relay recorded its batch's results (within
+    /// the batch's duration after the destination acknowledged it).
     #[serde(with = "time::serde::rfc3339::option")]
     pub delivered_at: Option<OffsetDateTime>,
     /// When it was dead-lettered.
