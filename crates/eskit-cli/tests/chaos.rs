@@ -40,9 +40,20 @@ fn assert_passed(code: Option<i32>, json: &Value, stderr: &str, events: u64, kil
         r["violations"]
     );
     assert_eq!(code, Some(0), "exit code\nstderr:\n{stderr}");
-    assert_eq!(r["committed"], events, "every event routed to the sink was committed");
-    assert_eq!(r["appends"]["events_stored"], events);
-    assert_eq!(r["delivered"], events);
+    let committed = r["committed"].as_u64().unwrap_or_default();
+    assert_eq!(
+        r["appends"]["events_stored"], committed,
+        "the store holds what was committed"
+    );
+    assert_eq!(r["delivered"], committed, "every committed event was delivered");
+    // Writers count an append whose commit failed (`unknown`, e.g. during a PostgreSQL
+    // restart) towards their quota; the ones that turn out rolled back (at most three
+    // events each) are the only way committed can fall short of the quota.
+    let rolled_back = r["appends"]["unknown_rolled_back"].as_u64().unwrap_or_default();
+    assert!(
+        committed <= events && committed + 3 * rolled_back >= events && (rolled_back > 0 || committed == events),
+        "committed {committed} of {events} events with {rolled_back} unknown appends rolled back"
+    );
     for key in [
         "lost",
         "phantoms",
