@@ -42,49 +42,40 @@ pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent> {
 
 /// A row of `outbox_columns!()`.
 pub(crate) fn outbox_entry(row: &PgRow) -> Result<OutboxEntry> {
-    let raw = |text: String, what: &'static str| RawValue::from_string(text).map_err(|e| Error::database(what, e));
     let get = |e: sqlx::Error| Error::database("decoding an outbox entry", e);
-    let state: String = row.try_get(10).map_err(get)?;
-    let state = EntryState::parse(&state)
-        .ok_or_else(|| Error::database("decoding an outbox entry", format!("unknown entry state {state:?}")))?;
-    let partition: i32 = row.try_get(4).map_err(get)?;
-    let attempts: i32 = row.try_get(11).map_err(get)?;
-    let metadata: Option<String> = row.try_get(7).map_err(get)?;
-    let stream_version: Option<i64> = row.try_get(9).map_err(get)?;
+    let partition: i32 = row.try_get(13).map_err(get)?;
+    let state: String = row.try_get(14).map_err(get)?;
     Ok(OutboxEntry {
-        seq: row.try_get(0).map_err(get)?,
-        id: row.try_get::<Uuid, _>(1).map_err(get)?,
-        destination: row.try_get(2).map_err(get)?,
-        stream_id: row.try_get(3).map_err(get)?,
-        partition: u32::try_from(partition).unwrap_or(0),
-        event_type: row.try_get(5).map_err(get)?,
-        payload: raw(row.try_get(6).map_err(get)?, "decoding an outbox payload")?,
-        metadata: metadata.map(|m| raw(m, "decoding outbox metadata")).transpose()?,
-        event_id: row.try_get(8).map_err(get)?,
-        stream_version: stream_version.map(to_u64),
-        state,
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        last_error: row.try_get(12).map_err(get)?,
-        created_at: row.try_get::<OffsetDateTime, _>(13).map_err(get)?,
-        next_attempt_at: row.try_get(14).map_err(get)?,
+        state: EntryState::parse(&state)
+            .ok_or_else(|| Error::database("decoding an outbox entry", format!("unknown entry state {state:?}")))?,
         delivered_at: row.try_get(15).map_err(get)?,
         dead_at: row.try_get(16).map_err(get)?,
+        ..entry_of(
+            row,
+            row.try_get(12).map_err(get)?,
+            u32::try_from(partition).unwrap_or(0),
+        )?
     })
 }
 
 /// A row of `pending_columns!()`: a pending entry of `lease`.
 pub(crate) fn pending_entry(row: &PgRow, lease: &Lease) -> Result<OutboxEntry> {
+    entry_of(row, lease.destination.clone(), lease.partition)
+}
+
+/// The first columns of both lists (`pending_columns!()`), as a pending entry.
+fn entry_of(row: &PgRow, destination: String, partition: u32) -> Result<OutboxEntry> {
     let raw = |text: String, what: &'static str| RawValue::from_string(text).map_err(|e| Error::database(what, e));
-    let get = |e: sqlx::Error| Error::database("decoding a pending outbox entry", e);
+    let get = |e: sqlx::Error| Error::database("decoding an outbox entry", e);
     let attempts: i32 = row.try_get(8).map_err(get)?;
     let metadata: Option<String> = row.try_get(5).map_err(get)?;
     let stream_version: Option<i64> = row.try_get(7).map_err(get)?;
     Ok(OutboxEntry {
         seq: row.try_get(0).map_err(get)?,
         id: row.try_get::<Uuid, _>(1).map_err(get)?,
-        destination: lease.destination.clone(),
+        destination,
         stream_id: row.try_get(2).map_err(get)?,
-        partition: lease.partition,
+        partition,
         event_type: row.try_get(3).map_err(get)?,
         payload: raw(row.try_get(4).map_err(get)?, "decoding an outbox payload")?,
         metadata: metadata.map(|m| raw(m, "decoding outbox metadata")).transpose()?,

@@ -77,40 +77,28 @@ pub(crate) fn recorded_event(row: &SqliteRow) -> Result<RecordedEvent> {
 /// Decodes a row selected with `outbox_columns!()`.
 pub(crate) fn outbox_entry(row: &SqliteRow) -> Result<OutboxEntry> {
     const WHAT: &str = "decoding an outbox entry";
-    let id: String = get(row, 1, WHAT)?;
-    let partition: i64 = get(row, 4, WHAT)?;
-    let metadata: Option<String> = get(row, 7, WHAT)?;
-    let event_id: Option<String> = get(row, 8, WHAT)?;
-    let stream_version: Option<i64> = get(row, 9, WHAT)?;
-    let state: String = get(row, 10, WHAT)?;
-    let attempts: i64 = get(row, 11, WHAT)?;
+    let partition: i64 = get(row, 13, WHAT)?;
+    let partition = u32::try_from(partition).map_err(|e| Error::database(WHAT, e))?;
+    let state: String = get(row, 14, WHAT)?;
     let delivered_at: Option<i64> = get(row, 15, WHAT)?;
     let dead_at: Option<i64> = get(row, 16, WHAT)?;
     Ok(OutboxEntry {
-        seq: get(row, 0, WHAT)?,
-        id: uuid(&id, WHAT)?,
-        destination: get(row, 2, WHAT)?,
-        stream_id: get(row, 3, WHAT)?,
-        partition: u32::try_from(partition).map_err(|e| Error::database(WHAT, e))?,
-        event_type: get(row, 5, WHAT)?,
-        payload: raw_json(get(row, 6, WHAT)?, WHAT)?,
-        metadata: metadata.map(|m| raw_json(m, WHAT)).transpose()?,
-        event_id: event_id.as_deref().map(|e| uuid(e, WHAT)).transpose()?,
-        stream_version: stream_version.map(|v| u64_of(v, WHAT)).transpose()?,
         state: EntryState::parse(&state)
             .ok_or_else(|| Error::database(WHAT, format!("unknown entry state {state:?}")))?,
-        attempts: u32::try_from(attempts).map_err(|e| Error::database(WHAT, e))?,
-        last_error: get(row, 12, WHAT)?,
-        created_at: from_micros(get(row, 13, WHAT)?)?,
-        next_attempt_at: from_micros(get(row, 14, WHAT)?)?,
         delivered_at: delivered_at.map(from_micros).transpose()?,
         dead_at: dead_at.map(from_micros).transpose()?,
+        ..entry_of(row, get(row, 12, WHAT)?, partition)?
     })
 }
 
 /// Decodes a row selected with `pending_columns!()`: a pending entry of `lease`.
 pub(crate) fn pending_entry(row: &SqliteRow, lease: &Lease) -> Result<OutboxEntry> {
-    const WHAT: &str = "decoding a pending outbox entry";
+    entry_of(row, lease.destination.clone(), lease.partition)
+}
+
+/// The first columns of both lists (`pending_columns!()`), as a pending entry.
+fn entry_of(row: &SqliteRow, destination: String, partition: u32) -> Result<OutboxEntry> {
+    const WHAT: &str = "decoding an outbox entry";
     let id: String = get(row, 1, WHAT)?;
     let metadata: Option<String> = get(row, 5, WHAT)?;
     let event_id: Option<String> = get(row, 6, WHAT)?;
@@ -119,9 +107,9 @@ pub(crate) fn pending_entry(row: &SqliteRow, lease: &Lease) -> Result<OutboxEntr
     Ok(OutboxEntry {
         seq: get(row, 0, WHAT)?,
         id: uuid(&id, WHAT)?,
-        destination: lease.destination.clone(),
+        destination,
         stream_id: get(row, 2, WHAT)?,
-        partition: lease.partition,
+        partition,
         event_type: get(row, 3, WHAT)?,
         payload: raw_json(get(row, 4, WHAT)?, WHAT)?,
         metadata: metadata.map(|m| raw_json(m, WHAT)).transpose()?,

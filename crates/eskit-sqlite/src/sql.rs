@@ -134,21 +134,24 @@ fn values(head: &str, row: &str, rows: usize) -> String {
 // Outbox reads
 // ---------------------------------------------------------------------------------
 
-/// Columns of `outbox`, in the order [`crate::rows::outbox_entry`] decodes them.
-macro_rules! outbox_columns {
-    () => {
-        "o.seq, o.id, o.destination, o.stream_id, o.\"partition\", o.event_type, o.payload, \
-         o.metadata, o.event_id, o.stream_version, o.state, o.attempts, o.last_error, \
-         o.created_at, o.next_attempt_at, o.delivered_at, o.dead_at"
-    };
-}
-
-/// The columns the relay reads of a pending entry of its lease: its destination,
-/// partition and state are known, and a pending entry has no delivered/dead time.
+/// The columns the relay reads of a pending entry of its lease (decoded by
+/// [`crate::rows::pending_entry`]): its destination, partition and state are known, and
+/// a pending entry has no delivered/dead time.
 macro_rules! pending_columns {
     () => {
         "o.seq, o.id, o.stream_id, o.event_type, o.payload, o.metadata, o.event_id, \
          o.stream_version, o.attempts, o.last_error, o.created_at, o.next_attempt_at"
+    };
+}
+
+/// Every column of `outbox`: [`pending_columns`] and then the five the lease knows for
+/// a pending entry, in the order [`crate::rows::outbox_entry`] decodes them.
+macro_rules! outbox_columns {
+    () => {
+        concat!(
+            pending_columns!(),
+            ", o.destination, o.\"partition\", o.state, o.delivered_at, o.dead_at"
+        )
     };
 }
 
