@@ -121,11 +121,10 @@ impl SqliteStore {
         context: &'static str,
     ) -> Result<u64> {
         let mut turn = self.write_lock().await?;
-        let done = match turn.as_mut() {
-            Some(conn) => query.execute(conn).await,
-            None => query.execute(&self.inner.pool).await,
-        }
-        .map_err(|e| Error::database(context, e))?;
+        let done = query
+            .execute(turn.conn(&self.inner.pool).await?)
+            .await
+            .map_err(|e| Error::database(context, e))?;
         Ok(done.rows_affected())
     }
 }
@@ -161,11 +160,10 @@ impl OutboxStore for SqliteStore {
             .bind(owner)
             .bind(now_micros())
             .bind(expires_at(ttl));
-        let epoch: Option<i64> = match turn.as_mut() {
-            Some(conn) => query.fetch_optional(conn).await,
-            None => query.fetch_optional(&self.inner.pool).await,
-        }
-        .map_err(|e| Error::database("acquiring a lease", e))?;
+        let epoch: Option<i64> = query
+            .fetch_optional(turn.conn(&self.inner.pool).await?)
+            .await
+            .map_err(|e| Error::database("acquiring a lease", e))?;
         Ok(epoch.map(|epoch| Lease {
             destination: destination.to_string(),
             partition,

@@ -9,8 +9,9 @@ use eskit::{
     AppendResult, Error, EventData, EventStore, ExpectedVersion, NewOutboxEntry, OutboxMessage, ReadDirection,
     RecordedEvent, Result, StoreOptions, TransactionalStore, partition_of,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
@@ -108,8 +109,31 @@ impl SqliteStoreBuilder {
     }
 }
 
-/// This store's turn to write: holds the dedicated write connection, if any.
-pub(crate) type WriteTurn = OwnedMutexGuard<Option<SqliteConnection>>;
+/// This store's turn to write: holds the dedicated write connection, if any (else a
+/// pool connection taken for the turn).
+pub(crate) struct WriteTurn {
+    // Field order: a borrowed pool connection goes back before the turn is released.
+    borrowed: Option<PoolConnection<Sqlite>>,
+    dedicated: OwnedMutexGuard<Option<SqliteConnection>>,
+}
+
+impl WriteTurn {
+    /// The connection this turn writes on: the store's write connection, or one taken
+    /// from `pool` (in-memory databases, stores on a pool of the application's).
+    pub(crate) async fn conn(&mut self, pool: &SqlitePool) -> Result<&mut SqliteConnection> {
+        if self.dedicated.is_none() && self.borrowed.is_none() {
+            let conn = pool
+                .acquire()
+                .await
+                .map_err(|e| Error::database("taking a connection to write", e))?;
+            self.borrowed = Some(conn);
+        }
+        Ok(match self.dedicated.as_mut() {
+            Some(conn) => conn,
+            None => self.borrowed.as_deref_mut().expect("taken above"),
+        })
+    }
+}
 
 /// The SQLite event store and outbox (the embedded default backend).
 ///
@@ -266,23 +290,9 @@ impl SqliteStore {
         Ok(id)
     }
 
-    /// A `BEGIN IMMEDIATE` transaction on the write connection of `turn` (or on a pool
-    /// connection when there is none).
-    pub(crate) async fn begin_on<'c>(
-        &self,
-        turn: &'c mut WriteTurn,
-        context: &'static str,
-    ) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>> {
-        match turn.as_mut() {
-            Some(conn) => conn.begin_with(sql::BEGIN_IMMEDIATE).await,
-            None => self.inner.pool.begin_with(sql::BEGIN_IMMEDIATE).await,
-        }
-        .map_err(|e| Error::database(context, e))
-    }
-
     /// Waits for this store's turn to write (FIFO), at most the busy timeout.
     pub(crate) async fn write_lock(&self) -> Result<WriteTurn> {
-        tokio::time::timeout(self.inner.busy_timeout, self.inner.writer.clone().lock_owned())
+        let dedicated = tokio::time::timeout(self.inner.busy_timeout, self.inner.writer.clone().lock_owned())
             .await
             .map_err(|_| {
                 Error::database(
@@ -292,7 +302,11 @@ impl SqliteStore {
                         self.inner.busy_timeout
                     ),
                 )
-            })
+            })?;
+        Ok(WriteTurn {
+            borrowed: None,
+            dedicated,
+        })
     }
 }
 
@@ -383,7 +397,12 @@ impl EventStore for SqliteStore {
         let options = &self.inner.options;
         options.limits.check_append(stream_id, &events)?;
         let mut turn = self.write_lock().await?;
-        let mut tx = self.begin_on(&mut turn, "beginning an append").await?;
+        let mut tx = turn
+            .conn(&self.inner.pool)
+            .await?
+            .begin_with(sql::BEGIN_IMMEDIATE)
+            .await
+            .map_err(|e| Error::database("beginning an append", e))?;
         let result = append_on(&mut tx, options, stream_id, expected, &events).await?;
         tx.commit()
             .await
