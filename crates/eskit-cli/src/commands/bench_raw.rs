@@ -55,6 +55,30 @@ pub struct QueuedRow {
     pub created_at: time::OffsetDateTime,
 }
 
+impl QueuedRow {
+    /// A row of a loop's fetch, on either backend: seq, id, stream, event type, payload
+    /// (text), attempts and created at (unix microseconds), all read as `i64` / `String`.
+    fn of<'r, R>(r: &'r R) -> Self
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let micros: i64 = r.get(6);
+        Self {
+            seq: r.get(0),
+            id: r.get(1),
+            stream: r.get(2),
+            event_type: r.get(3),
+            payload: r.get(4),
+            attempts: r.get(5),
+            created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+}
+
 /// Which table a plain select-and-mark loop works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -268,7 +292,6 @@ impl RawDb {
 
     /// The oldest `limit` pending rows of a partition of `table`.
     pub async fn fetch(&self, table: Table, partition: u32, limit: u32) -> CliResult<Vec<QueuedRow>> {
-        use sqlx::Row;
         let rows: Vec<QueuedRow> = match self {
             RawDb::Sqlite(pool, _) => {
                 let sql = match table {
@@ -288,29 +311,20 @@ impl RawDb {
                     .await
                     .map_err(db("raw fetch"))?
                     .iter()
-                    .map(|r| QueuedRow {
-                        seq: r.get(0),
-                        id: r.get(1),
-                        stream: r.get(2),
-                        event_type: r.get(3),
-                        payload: r.get(4),
-                        attempts: r.get(5),
-                        created_at: time::OffsetDateTime::from_unix_timestamp_nanos(
-                            i128::from(r.get::<i64, _>(6)) * 1000,
-                        )
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-                    })
+                    .map(QueuedRow::of)
                     .collect()
             }
             RawDb::Postgres(pool, s) => {
                 let sql = match table {
                     Table::Plain => format!(
-                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, created_at \
+                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, \
+                           (extract(epoch FROM created_at) * 1000000)::int8 \
                          FROM {s}.bench_raw_queue \
                          WHERE \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
                     ),
                     Table::Eskit => format!(
-                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, created_at \
+                        "SELECT seq, id::text, stream_id, event_type, payload::text, attempts::int8, \
+                           (extract(epoch FROM created_at) * 1000000)::int8 \
                          FROM {s}.outbox \
                          WHERE destination = 'raw' AND \"partition\" = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
                     ),
@@ -322,15 +336,7 @@ impl RawDb {
                     .await
                     .map_err(db("raw fetch"))?
                     .iter()
-                    .map(|r| QueuedRow {
-                        seq: r.get(0),
-                        id: r.get(1),
-                        stream: r.get(2),
-                        event_type: r.get(3),
-                        payload: r.get(4),
-                        attempts: r.get(5),
-                        created_at: r.get(6),
-                    })
+                    .map(QueuedRow::of)
                     .collect()
             }
         };
