@@ -28,7 +28,7 @@ pub use error::{Error, Result, ValidationError};
 pub use event::{AppendResult, EventData, ExpectedVersion, ReadDirection, RecordedEvent};
 pub use limits::Limits;
 pub use options::StoreOptions;
-pub use outbox::{EntryState, NewOutboxEntry, OutboxEntry, OutboxMessage, partition_of};
+pub use outbox::{EntryState, NewOutboxEntry, OutboxEntry, OutboxMessage, partition_of, route_entry_id};
 pub use relay::{BreakerConfig, Circuits, DestinationPolicy, Relay, RelayConfig, RelayHandle};
 pub use retry::RetryPolicy;
 pub use route::{Route, RouteFilter, Routes};

@@ -357,7 +357,7 @@ pub async fn latency(
         tokio::time::sleep_until((started + period.mul_f64(i as f64)).into()).await;
         let event = EventData::from_json_str("BenchEvent", &payload(i))
             .map_err(|e| CliError::Failed(format!("bench payload: {e}")))?;
-        let entry_id = Uuid::new_v5(&event.id, name.as_bytes());
+        let entry_id = eskit::route_entry_id(event.id, name);
         writer
             .append_batch(vec![PendingAppend {
                 stream: format!("{prefix}{}", i % 100),

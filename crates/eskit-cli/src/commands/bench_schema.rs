@@ -32,7 +32,7 @@ pub async fn insert(raw: &RawDb, rows: &[RawRow], partitions: u32) -> CliResult 
     };
     let stream = format!("raw-{}", first.id.simple());
     let partition = eskit::partition_of(&stream, partitions);
-    let entry_ids: Vec<Uuid> = rows.iter().map(|r| Uuid::new_v5(&r.id, b"raw")).collect();
+    let entry_ids: Vec<Uuid> = rows.iter().map(|r| eskit::route_entry_id(r.id, "raw")).collect();
     match raw {
         RawDb::Sqlite(pool, writer) => {
             let _turn = writer.lock().await;

@@ -25,7 +25,7 @@ pub fn ev(event_type: &str, n: u64) -> EventData {
 
 /// The outbox entry id a route gives `event` for `destination`.
 pub fn entry_id(event: &EventData, destination: &str) -> Uuid {
-    Uuid::new_v5(&event.id, destination.as_bytes())
+    eskit::route_entry_id(event.id, destination)
 }
 
 /// The relay options the suite uses: short timings, fast retries.
