@@ -27,17 +27,31 @@ async fn lock_stream(conn: &mut PgConnection, inner: &Inner, stream_id: &str) ->
     Ok(())
 }
 
+/// What [`append_on`] did.
+pub(crate) enum Appended {
+    /// The events and their entries are written.
+    Written(AppendResult),
+    /// Some of the event ids are already stored: the caller rolls back what this wrote
+    /// (its savepoint or transaction) and decides with [`idempotent_repeat`].
+    Stored,
+}
+
 /// Appends validated `events` to `stream_id` with their routed outbox entries.
 ///
-/// Order of checks: idempotent repeat (or conflict), then the expected version; nothing
-/// is written unless both pass.
+/// Outcomes, as the core defines them: an append whose event ids are stored is an
+/// idempotent repeat (or a conflict) whatever its expected version; otherwise the
+/// expected version decides. The common case costs no lookup by event id: the insert
+/// skips stored ids (`ON CONFLICT (event_id) DO NOTHING`, which also waits for a
+/// concurrent writer of the same id) and reports how many rows it wrote; fewer than
+/// asked means some ids are stored ([`Appended::Stored`]). Only an append whose expected
+/// version fails looks the ids up, to tell a repeat from a conflict.
 pub(crate) async fn append_on(
     conn: &mut PgConnection,
     inner: &Inner,
     stream_id: &str,
     expected: ExpectedVersion,
     events: &[EventData],
-) -> Result<AppendResult> {
+) -> Result<Appended> {
     let sql = &inner.sql;
     lock_stream(conn, inner, stream_id).await?;
     let current: Option<i64> = sqlx::query_scalar(sql.select_stream_version_for_update.sql())
@@ -46,18 +60,17 @@ pub(crate) async fn append_on(
         .await
         .map_err(db("locking the stream row"))?;
 
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let stored: Vec<Uuid> = sqlx::query_scalar(sql.select_stored_event_ids.sql())
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("looking up event ids"))?;
-    if !stored.is_empty() {
-        return idempotent_repeat(conn, inner, stream_id, events).await;
-    }
-
     let actual = current.map(to_u64);
     if !expected.accepts(actual) {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let stored: Vec<Uuid> = sqlx::query_scalar(sql.select_stored_event_ids.sql())
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("looking up event ids"))?;
+        if !stored.is_empty() {
+            return Ok(Appended::Stored);
+        }
         return Err(Error::WrongExpectedVersion {
             stream: stream_id.to_string(),
             expected,
@@ -76,8 +89,12 @@ pub(crate) async fn append_on(
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| map_event_insert_error(e, events))?;
-    let first_position: i64 = row.try_get(0).map_err(db("inserting events"))?;
-    let last_position: i64 = row.try_get(1).map_err(db("inserting events"))?;
+    let written: i64 = row.try_get(0).map_err(db("inserting events"))?;
+    if written != events.len() as i64 {
+        return Ok(Appended::Stored);
+    }
+    let first_position: i64 = row.try_get(1).map_err(db("inserting events"))?;
+    let last_position: i64 = row.try_get(2).map_err(db("inserting events"))?;
 
     let entries = inner
         .options
@@ -85,20 +102,20 @@ pub(crate) async fn append_on(
         .entries_for(stream_id, base + 1, events, inner.options.partitions);
     insert_entries(conn, inner, &entries).await?;
 
-    Ok(AppendResult {
+    Ok(Appended::Written(AppendResult {
         first_version: base + 1,
         last_version: base + events.len() as u64,
         first_position,
         last_position,
         outbox_entries: entries.len(),
         idempotent_repeat: false,
-    })
+    }))
 }
 
 /// Decides an append whose event ids are (some of them) already stored: a repeat when
 /// every id is stored in this stream with the same content (compared as `jsonb`), a
 /// conflict otherwise.
-async fn idempotent_repeat(
+pub(crate) async fn idempotent_repeat(
     conn: &mut PgConnection,
     inner: &Inner,
     stream_id: &str,
@@ -152,8 +169,8 @@ fn decode_err(err: sqlx::Error) -> Error {
     Error::database("decoding stored events", err)
 }
 
-/// A unique violation on `event_id` here means another stream stored one of these ids
-/// concurrently (writers of different streams do not wait for each other).
+/// A unique violation on `event_id` (not expected: the insert skips stored ids) means
+/// another writer stored one of these ids.
 fn map_event_insert_error(err: sqlx::Error, events: &[EventData]) -> Error {
     if let sqlx::Error::Database(db_err) = &err
         && db_err.code().as_deref() == Some(UNIQUE_VIOLATION)

@@ -61,7 +61,9 @@ const COMPARE_STORED_EVENTS: &str = "SELECT u.event_id, e.stream_id, e.stream_ve
      ORDER BY u.ord";
 
 /// Inserts a batch of events in array order with consecutive versions and moves the
-/// stream's version, in one statement. Returns the first and last positions.
+/// stream's version, in one statement. Event ids already stored are skipped (the caller
+/// rolls back when fewer rows than asked were written). Returns the rows written and
+/// the first and last positions.
 /// Binds: stream id, current version, uuid[] ids, text[] types, text[] payloads,
 /// text[] metadata (nullable).
 const INSERT_EVENTS: &str = "WITH ins AS ( \
@@ -71,11 +73,12 @@ const INSERT_EVENTS: &str = "WITH ins AS ( \
         FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) \
              WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
         ORDER BY u.ord \
+        ON CONFLICT (event_id) DO NOTHING \
         RETURNING position), \
      st AS ( \
         INSERT INTO {schema}.streams (stream_id, version) VALUES ($1, $2 + cardinality($3::uuid[])) \
         ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version) \
-     SELECT min(position), max(position) FROM ins";
+     SELECT count(*), min(position), max(position) FROM ins";
 
 /// Columns of `events`, in the order [`crate::rows::recorded_event`] decodes them.
 macro_rules! event_columns {

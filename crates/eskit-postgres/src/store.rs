@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::append::{append_on, write_message_on};
+use crate::append::{Appended, append_on, idempotent_repeat, write_message_on};
 use crate::ident::SchemaName;
 use crate::rows::{db, recorded_event, to_i64, to_u64};
 use crate::sql::{self, Sql};
@@ -242,7 +242,15 @@ impl PgStore {
         let autocommit = !conn.is_in_transaction();
         let mut tx = conn.begin().await.map_err(db("beginning an append"))?;
         let result = match append_on(&mut tx, inner, stream_id, expected, &events).await {
-            Ok(result) => result,
+            Ok(Appended::Written(result)) => {
+                tx.commit().await.map_err(db("committing an append"))?;
+                result
+            }
+            Ok(Appended::Stored) => {
+                // Undo what the insert wrote, then tell a repeat from a conflict.
+                tx.rollback().await.map_err(db("rolling back an append"))?;
+                return idempotent_repeat(conn, inner, stream_id, &events).await;
+            }
             Err(err) => {
                 // Roll the savepoint (or transaction) back now, so the caller's
                 // transaction is usable at once.
@@ -250,7 +258,6 @@ impl PgStore {
                 return Err(err);
             }
         };
-        tx.commit().await.map_err(db("committing an append"))?;
         if autocommit && result.outbox_entries > 0 && !result.idempotent_repeat {
             self.notify_relay();
         }

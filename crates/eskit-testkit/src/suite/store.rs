@@ -335,6 +335,15 @@ pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
     assert_eq!(snapshot(&*store).await, before, "the repeat stores nothing");
     assert_eq!(store.stream_version("s").await.expect("version"), Some(2));
 
+    // The repeat wins over the expected version it was first appended with (which no
+    // longer holds).
+    let stale = store
+        .append("s", ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("idempotent repeat with its original expected version");
+    assert!(stale.idempotent_repeat);
+    assert_eq!(stale.first_position, first.first_position);
+
     // Also inside a transaction.
     let mut tx = store.begin().await.expect("begin");
     let in_tx = tx
@@ -387,6 +396,28 @@ pub async fn idempotent_append_conflicts_on_different_content<H: Harness>(h: &H)
     );
     assert_eq!(snapshot(&*store).await, before, "conflicts write nothing");
     assert_eq!(store.stream_version("elsewhere").await.expect("version"), None);
+
+    // Inside a transaction the same batch fails alone: nothing of it stays, and the
+    // transaction goes on and commits.
+    let mut tx = store.begin().await.expect("begin");
+    let batch = vec![ev("A", 7), ev("A", 9).with_id(original.id)];
+    assert!(
+        matches!(
+            tx.append("s", ExpectedVersion::Any, batch).await,
+            Err(Error::IdempotencyConflict { .. })
+        ),
+        "a batch containing a conflicting id is rejected in a transaction"
+    );
+    let after = tx
+        .append("t", ExpectedVersion::NoStream, vec![ev("B", 1)])
+        .await
+        .expect("the transaction stays usable");
+    assert_eq!(after.first_version, 1);
+    tx.commit().await.expect("commit");
+    assert_eq!(store.stream_version("s").await.expect("version"), Some(1));
+    assert_eq!(store.stream_version("t").await.expect("version"), Some(1));
+    let hook = super::support::entries_of(&*store, "hook").await;
+    assert_eq!(hook.len(), 2, "the original entry and t's: {hook:?}");
 }
 
 fn expect_validation<T: std::fmt::Debug>(
