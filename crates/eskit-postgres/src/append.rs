@@ -14,6 +14,9 @@ use uuid::Uuid;
 use crate::rows::{db, to_i64, to_u64};
 use crate::store::Inner;
 
+/// A query with its arguments.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// Unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
@@ -78,14 +81,21 @@ pub(crate) async fn append_on(
         });
     }
     let base = actual.unwrap_or(0);
-    let columns = EventColumns::new(events);
-    let row = sqlx::query(sql.insert_events.sql())
-        .bind(stream_id)
-        .bind(to_i64(base))
-        .bind(&columns.ids)
-        .bind(&columns.types)
-        .bind(&columns.payloads)
-        .bind(&columns.metadata)
+    let entries = inner
+        .options
+        .routes
+        .entries_for(stream_id, base + 1, events, inner.options.partitions);
+    let event_columns = EventColumns::new(events);
+    // One statement writes the events and their entries (the statement trigger queues
+    // the NOTIFY); without entries, the events alone (no NOTIFY for nothing).
+    let entry_columns = EntryColumns::new(&entries);
+    let query = if entries.is_empty() {
+        event_columns.bind(sqlx::query(sql.insert_events.sql()), stream_id, base)
+    } else {
+        let query = entry_columns.bind(sqlx::query(sql.insert_events_with_entries.sql()));
+        event_columns.bind(query, stream_id, base)
+    };
+    let row = query
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| map_event_insert_error(e, events))?;
@@ -95,12 +105,6 @@ pub(crate) async fn append_on(
     }
     let first_position: i64 = row.try_get(1).map_err(db("inserting events"))?;
     let last_position: i64 = row.try_get(2).map_err(db("inserting events"))?;
-
-    let entries = inner
-        .options
-        .routes
-        .entries_for(stream_id, base + 1, events, inner.options.partitions);
-    insert_entries(conn, inner, &entries).await?;
 
     Ok(Appended::Written(AppendResult {
         first_version: base + 1,
@@ -215,6 +219,66 @@ impl<'a> EventColumns<'a> {
                 .collect(),
         }
     }
+
+    /// Binds the insert's event parameters: stream id, current version and the arrays.
+    fn bind<'q>(&'q self, query: PgQuery<'q>, stream_id: &'q str, base: u64) -> PgQuery<'q> {
+        query
+            .bind(stream_id)
+            .bind(to_i64(base))
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+    }
+}
+
+/// The entry columns as arrays for `unnest`, in the order of `insert_outbox_rows!`.
+struct EntryColumns<'a> {
+    ids: Vec<Uuid>,
+    destinations: Vec<&'a str>,
+    streams: Vec<&'a str>,
+    partitions: Vec<i32>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<Option<&'a str>>,
+    event_ids: Vec<Option<Uuid>>,
+    versions: Vec<Option<i64>>,
+}
+
+impl<'a> EntryColumns<'a> {
+    fn new(entries: &'a [NewOutboxEntry]) -> Self {
+        Self {
+            ids: entries.iter().map(|e| e.id).collect(),
+            destinations: entries.iter().map(|e| e.destination.as_str()).collect(),
+            streams: entries.iter().map(|e| e.stream_id.as_str()).collect(),
+            partitions: entries
+                .iter()
+                .map(|e| i32::try_from(e.partition).unwrap_or(i32::MAX))
+                .collect(),
+            types: entries.iter().map(|e| e.event_type.as_str()).collect(),
+            payloads: entries.iter().map(|e| e.payload.get()).collect(),
+            metadata: entries
+                .iter()
+                .map(|e| e.metadata.as_deref().map(RawValue::get))
+                .collect(),
+            event_ids: entries.iter().map(|e| e.event_id).collect(),
+            versions: entries.iter().map(|e| e.stream_version.map(to_i64)).collect(),
+        }
+    }
+
+    /// Binds the nine arrays as `$1`–`$9`.
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.destinations)
+            .bind(&self.streams)
+            .bind(&self.partitions)
+            .bind(&self.types)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+            .bind(&self.event_ids)
+            .bind(&self.versions)
+    }
 }
 
 /// Inserts outbox entries in one statement, in slice order (so `seq` follows it). The
@@ -223,31 +287,9 @@ pub(crate) async fn insert_entries(conn: &mut PgConnection, inner: &Inner, entri
     if entries.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
-    let destinations: Vec<&str> = entries.iter().map(|e| e.destination.as_str()).collect();
-    let streams: Vec<&str> = entries.iter().map(|e| e.stream_id.as_str()).collect();
-    let partitions: Vec<i32> = entries
-        .iter()
-        .map(|e| i32::try_from(e.partition).unwrap_or(i32::MAX))
-        .collect();
-    let types: Vec<&str> = entries.iter().map(|e| e.event_type.as_str()).collect();
-    let payloads: Vec<&str> = entries.iter().map(|e| e.payload.get()).collect();
-    let metadata: Vec<Option<&str>> = entries
-        .iter()
-        .map(|e| e.metadata.as_deref().map(RawValue::get))
-        .collect();
-    let event_ids: Vec<Option<Uuid>> = entries.iter().map(|e| e.event_id).collect();
-    let versions: Vec<Option<i64>> = entries.iter().map(|e| e.stream_version.map(to_i64)).collect();
-    sqlx::query(inner.sql.insert_outbox_entries.sql())
-        .bind(&ids)
-        .bind(&destinations)
-        .bind(&streams)
-        .bind(&partitions)
-        .bind(&types)
-        .bind(&payloads)
-        .bind(&metadata)
-        .bind(&event_ids)
-        .bind(&versions)
+    let columns = EntryColumns::new(entries);
+    columns
+        .bind(sqlx::query(inner.sql.insert_outbox_entries.sql()))
         .execute(&mut *conn)
         .await
         .map_err(db("inserting outbox entries"))?;

@@ -38,6 +38,11 @@ const PARTITIONS_SETTING: &str = "WITH ins AS ( \
 
 /// Serializes writers of one stream (appends and explicit outbox messages) until the
 /// transaction ends. Binds: lock key.
+///
+/// It must stay a statement of its own: the version read that follows needs a snapshot
+/// taken after the lock is granted. Folded into one statement with that read, the read
+/// would use the snapshot taken before waiting, and miss a stream created by the writer
+/// it waited for (checked by hand: it returned no version after the other committed one).
 pub(crate) const LOCK_STREAM: &str = "SELECT pg_advisory_xact_lock($1)";
 
 /// The current version of a stream, locking its row. Binds: stream id.
@@ -60,25 +65,87 @@ const COMPARE_STORED_EVENTS: &str = "SELECT u.event_id, e.stream_id, e.stream_ve
      JOIN {schema}.events AS e ON e.event_id = u.event_id \
      ORDER BY u.ord";
 
+/// The outbox insert of [`INSERT_OUTBOX_ENTRIES`] and [`INSERT_EVENTS_WITH_ENTRIES`]
+/// (without its closing `ORDER BY`): entries from arrays `$1`–`$9`, pending and due at once.
+macro_rules! insert_outbox_rows {
+    () => {
+        "INSERT INTO {schema}.outbox \
+            (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
+             stream_version, created_at, next_attempt_at) \
+         SELECT u.id, u.destination, u.stream_id, u.part, u.event_type, u.payload::jsonb, \
+                u.metadata::jsonb, u.event_id, u.stream_version, statement_timestamp(), statement_timestamp() \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], \
+                     $8::uuid[], $9::int8[]) \
+              WITH ORDINALITY AS u(id, destination, stream_id, part, event_type, payload, metadata, \
+                                   event_id, stream_version, ord)"
+    };
+}
+
+/// The event insert and stream-version move of [`INSERT_EVENTS`] and
+/// [`INSERT_EVENTS_WITH_ENTRIES`], as two CTEs `ins` and `st`, with the event binds
+/// numbered from `$n` (stream id, current version, uuid[] ids, text[] types, text[]
+/// payloads, text[] metadata). Event ids already stored are skipped: the caller rolls
+/// back when fewer rows than asked were written.
+macro_rules! insert_event_rows {
+    ($stream:literal, $base:literal, $ids:literal, $types:literal, $payloads:literal, $metadata:literal) => {
+        concat!(
+            "ins AS ( \
+                INSERT INTO {schema}.events \
+                    (stream_id, stream_version, event_id, event_type, payload, metadata) \
+                SELECT ",
+            $stream,
+            ", ",
+            $base,
+            " + u.ord, u.event_id, u.event_type, u.payload::jsonb, u.metadata::jsonb \
+                FROM unnest(",
+            $ids,
+            "::uuid[], ",
+            $types,
+            "::text[], ",
+            $payloads,
+            "::text[], ",
+            $metadata,
+            "::text[]) \
+                     WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
+                ORDER BY u.ord \
+                ON CONFLICT (event_id) DO NOTHING \
+                RETURNING position), \
+             st AS ( \
+                INSERT INTO {schema}.streams (stream_id, version) \
+                VALUES (",
+            $stream,
+            ", ",
+            $base,
+            " + cardinality(",
+            $ids,
+            "::uuid[])) \
+                ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version)"
+        )
+    };
+}
+
 /// Inserts a batch of events in array order with consecutive versions and moves the
-/// stream's version, in one statement. Event ids already stored are skipped (the caller
-/// rolls back when fewer rows than asked were written). Returns the rows written and
-/// the first and last positions.
-/// Binds: stream id, current version, uuid[] ids, text[] types, text[] payloads,
-/// text[] metadata (nullable).
-const INSERT_EVENTS: &str = "WITH ins AS ( \
-        INSERT INTO {schema}.events \
-            (stream_id, stream_version, event_id, event_type, payload, metadata) \
-        SELECT $1, $2 + u.ord, u.event_id, u.event_type, u.payload::jsonb, u.metadata::jsonb \
-        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) \
-             WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
-        ORDER BY u.ord \
-        ON CONFLICT (event_id) DO NOTHING \
-        RETURNING position), \
-     st AS ( \
-        INSERT INTO {schema}.streams (stream_id, version) VALUES ($1, $2 + cardinality($3::uuid[])) \
-        ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version) \
-     SELECT count(*), min(position), max(position) FROM ins";
+/// stream's version, in one statement. Returns the rows written and the first and last
+/// positions. Binds: stream id, current version, uuid[] ids, text[] types, text[]
+/// payloads, text[] metadata (nullable).
+const INSERT_EVENTS: &str = concat!(
+    "WITH ",
+    insert_event_rows!("$1", "$2", "$3", "$4", "$5", "$6"),
+    " SELECT count(*), min(position), max(position) FROM ins"
+);
+
+/// [`INSERT_EVENTS`] and the events' outbox entries in one statement (one round trip
+/// fewer). The entries are written only if every event was (otherwise the caller rolls
+/// back), in array order. Binds: the nine entry arrays of [`INSERT_OUTBOX_ENTRIES`],
+/// then the six event binds of [`INSERT_EVENTS`].
+const INSERT_EVENTS_WITH_ENTRIES: &str = concat!(
+    "WITH ",
+    insert_event_rows!("$10", "$11", "$12", "$13", "$14", "$15"),
+    ", ob AS (",
+    insert_outbox_rows!(),
+    " WHERE (SELECT count(*) FROM ins) = cardinality($12::uuid[]) ORDER BY u.ord) \
+     SELECT count(*), min(position), max(position) FROM ins"
+);
 
 /// Columns of `events`, in the order [`crate::rows::recorded_event`] decodes them.
 macro_rules! event_columns {
@@ -118,16 +185,7 @@ const READ_ALL: &str = concat!(
 /// statement trigger issues the (de-duplicated) NOTIFY.
 /// Binds: uuid[] ids, text[] destinations, text[] stream ids, int4[] partitions,
 /// text[] types, text[] payloads, text[] metadata, uuid[] event ids, int8[] versions.
-const INSERT_OUTBOX_ENTRIES: &str = "INSERT INTO {schema}.outbox \
-        (id, destination, stream_id, \"partition\", event_type, payload, metadata, event_id, \
-         stream_version, created_at, next_attempt_at) \
-     SELECT u.id, u.destination, u.stream_id, u.part, u.event_type, u.payload::jsonb, \
-            u.metadata::jsonb, u.event_id, u.stream_version, statement_timestamp(), statement_timestamp() \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], \
-                 $8::uuid[], $9::int8[]) \
-          WITH ORDINALITY AS u(id, destination, stream_id, part, event_type, payload, metadata, \
-                               event_id, stream_version, ord) \
-     ORDER BY u.ord";
+const INSERT_OUTBOX_ENTRIES: &str = concat!(insert_outbox_rows!(), " ORDER BY u.ord");
 
 // ---------------------------------------------------------------------------------
 // Outbox reads
@@ -416,6 +474,7 @@ pub(crate) struct Sql {
     pub select_stored_event_ids: Stmt,
     pub compare_stored_events: Stmt,
     pub insert_events: Stmt,
+    pub insert_events_with_entries: Stmt,
     pub read_stream_forward: Stmt,
     pub read_stream_backward: Stmt,
     pub read_all: Stmt,
@@ -457,6 +516,7 @@ impl Sql {
             select_stored_event_ids: s(SELECT_STORED_EVENT_IDS),
             compare_stored_events: s(COMPARE_STORED_EVENTS),
             insert_events: s(INSERT_EVENTS),
+            insert_events_with_entries: s(INSERT_EVENTS_WITH_ENTRIES),
             read_stream_forward: s(READ_STREAM_FORWARD),
             read_stream_backward: s(READ_STREAM_BACKWARD),
             read_all: s(READ_ALL),

@@ -292,6 +292,47 @@ pub async fn concurrent_appends_to_one_stream<H: Harness>(h: &H) {
         let (_, id) = winners.iter().find(|(v, _)| *v == e.stream_version).expect("winner");
         assert_eq!(e.event_id, *id, "the stored event at each version is its winner's");
     }
+
+    // `Any` appends racing to create the same streams all succeed: each writer waits for
+    // the one creating the stream and appends after it. Their entries follow the versions.
+    const STREAMS: usize = 20;
+    let store = h
+        .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
+        .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            for k in 0..STREAMS {
+                store
+                    .append(&format!("fresh-{k}"), ExpectedVersion::Any, vec![ev("Raced", t as u64)])
+                    .await
+                    .unwrap_or_else(|e| panic!("task {t}, stream fresh-{k}: {e}"));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("append task");
+    }
+    let entries = super::support::entries_of(&*store, "hook").await;
+    assert_eq!(entries.len(), TASKS * STREAMS, "one entry per event");
+    for k in 0..STREAMS {
+        let stream = format!("fresh-{k}");
+        assert_eq!(
+            store.stream_version(&stream).await.expect("version"),
+            Some(TASKS as u64)
+        );
+        let versions: Vec<u64> = entries
+            .iter()
+            .filter(|e| e.stream_id == stream)
+            .map(|e| e.stream_version.expect("a route entry has its version"))
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=TASKS as u64).collect::<Vec<_>>(),
+            "{stream}: entries in seq order follow versions"
+        );
+    }
 }
 
 /// Re-appending the same event ids with the same content is a no-op that returns the
