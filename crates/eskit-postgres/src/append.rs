@@ -126,11 +126,8 @@ pub(crate) async fn idempotent_repeat(
     events: &[EventData],
 ) -> Result<AppendResult> {
     let columns = EventColumns::new(events);
-    let rows = sqlx::query(inner.sql.compare_stored_events.sql())
-        .bind(&columns.ids)
-        .bind(&columns.types)
-        .bind(&columns.payloads)
-        .bind(&columns.metadata)
+    let rows = columns
+        .bind_arrays(sqlx::query(inner.sql.compare_stored_events.sql()))
         .fetch_all(&mut *conn)
         .await
         .map_err(db("comparing stored events"))?;
@@ -222,9 +219,12 @@ impl<'a> EventColumns<'a> {
 
     /// Binds the insert's event parameters: stream id, current version and the arrays.
     fn bind<'q>(&'q self, query: PgQuery<'q>, stream_id: &'q str, base: u64) -> PgQuery<'q> {
+        self.bind_arrays(query.bind(stream_id).bind(to_i64(base)))
+    }
+
+    /// Binds the four arrays: ids, types, payloads, metadata.
+    fn bind_arrays<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
-            .bind(stream_id)
-            .bind(to_i64(base))
             .bind(&self.ids)
             .bind(&self.types)
             .bind(&self.payloads)

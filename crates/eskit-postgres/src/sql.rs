@@ -614,12 +614,16 @@ mod plan_tests {
         })
         .await;
 
-        let record = explain(&store, &sql.record_results, |text| {
+        // Both result writes start with the lease's binds: destination, partition, owner, epoch.
+        let fenced = |text: String| {
             sqlx::query(sqlx::AssertSqlSafe(text))
                 .bind("hook")
                 .bind(0i32)
                 .bind("owner")
                 .bind(1i64)
+        };
+        let record = explain(&store, &sql.record_results, |text| {
+            fenced(text)
                 .bind(vec![uuid::Uuid::nil()])
                 .bind(vec![1i32])
                 .bind(vec!["delivered"])
@@ -630,11 +634,7 @@ mod plan_tests {
         .await;
 
         let delivered = explain(&store, &sql.record_delivered, |text| {
-            sqlx::query(sqlx::AssertSqlSafe(text))
-                .bind("hook")
-                .bind(0i32)
-                .bind("owner")
-                .bind(1i64)
+            fenced(text)
                 .bind(vec![uuid::Uuid::nil()])
                 .bind(time::OffsetDateTime::UNIX_EPOCH)
                 .bind(1i32)

@@ -430,7 +430,7 @@ pub async fn idempotent_append_conflicts_on_different_content<H: Harness>(h: &H)
     let batch = vec![ev("A", 7), ev("A", 9).with_id(original.id)];
     assert!(
         matches!(
-            store.append("s", ExpectedVersion::Any, batch).await,
+            store.append("s", ExpectedVersion::Any, batch.clone()).await,
             Err(Error::IdempotencyConflict { .. })
         ),
         "a batch containing a conflicting id is rejected"
@@ -441,7 +441,6 @@ pub async fn idempotent_append_conflicts_on_different_content<H: Harness>(h: &H)
     // Inside a transaction the same batch fails alone: nothing of it stays, and the
     // transaction goes on and commits.
     let mut tx = store.begin().await.expect("begin");
-    let batch = vec![ev("A", 7), ev("A", 9).with_id(original.id)];
     assert!(
         matches!(
             tx.append("s", ExpectedVersion::Any, batch).await,
