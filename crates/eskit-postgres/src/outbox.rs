@@ -342,9 +342,10 @@ impl OutboxStore for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
+    async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {
         let done = sqlx::query(self.inner.sql.purge_delivered.sql())
             .bind(before)
+            .bind(i64::from(limit))
             .execute(&self.inner.pool)
             .await
             .map_err(db("purging delivered entries"))?;

@@ -412,8 +412,12 @@ const REPLAY_DEAD_MATCHING: &str = concat!(
 /// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
 const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM {schema}.outbox WHERE ", dead_matching!());
 
-/// Deletes entries delivered before a time. Binds: before.
-const PURGE_DELIVERED: &str = "DELETE FROM {schema}.outbox WHERE state = 'delivered' AND delivered_at < $1";
+/// Deletes up to a number of entries delivered before a time, oldest delivery first
+/// (through `outbox_delivered_by_time`); rows another purge holds are skipped, so two
+/// relays purging at once share the work. Binds: before, limit.
+const PURGE_DELIVERED: &str = "DELETE FROM {schema}.outbox WHERE seq IN (\
+        SELECT seq FROM {schema}.outbox WHERE state = 'delivered' AND delivered_at < $1 \
+        ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 // ---------------------------------------------------------------------------------
 // Disabled destinations

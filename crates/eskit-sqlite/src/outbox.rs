@@ -373,10 +373,10 @@ impl OutboxStore for SqliteStore {
         self.write(query, "discarding dead entries").await
     }
 
-    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
+    async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {
         let changed = self
             .write(
-                sqlx::query(sql::PURGE_DELIVERED).bind(to_micros(before)),
+                sqlx::query(sql::PURGE_DELIVERED).bind(to_micros(before)).bind(limit),
                 "purging delivered entries",
             )
             .await?;

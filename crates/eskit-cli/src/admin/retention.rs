@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eskit::OutboxStore;
+use eskit::{OutboxStore, PURGE_BATCH};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -20,7 +20,7 @@ pub async fn run(store: Arc<dyn OutboxStore>, retention: RetentionSection, cance
     let keep = retention.delivered;
     info!(keep = %humantime::format_duration(keep), every = %humantime::format_duration(interval), "retention purge started");
     loop {
-        match purge_once(store.as_ref(), keep).await {
+        match purge_once(store.as_ref(), keep, &cancel).await {
             Ok(0) => debug!("retention purge: nothing to delete"),
             Ok(n) => info!(purged = n, "retention purge: delivered entries deleted"),
             Err(err) => warn!(error = %err, "retention purge failed; will retry"),
@@ -32,13 +32,22 @@ pub async fn run(store: Arc<dyn OutboxStore>, retention: RetentionSection, cance
     }
 }
 
-/// Deletes delivered entries delivered more than `keep` ago; returns how many.
-pub async fn purge_once(store: &dyn OutboxStore, keep: Duration) -> eskit::Result<u64> {
+/// Deletes delivered entries delivered more than `keep` ago, [`PURGE_BATCH`] at a time
+/// (each batch its own transaction, counted as it commits), stopping early on `cancel`;
+/// returns how many.
+async fn purge_once(store: &dyn OutboxStore, keep: Duration, cancel: &CancellationToken) -> eskit::Result<u64> {
     let keep = time::Duration::try_from(keep).unwrap_or(time::Duration::MAX);
     let before = OffsetDateTime::now_utc()
         .checked_sub(keep)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let n = store.purge_delivered(before).await?;
-    ::metrics::counter!(PURGED).increment(n);
-    Ok(n)
+    let mut total = 0;
+    while !cancel.is_cancelled() {
+        let deleted = store.purge_delivered_batch(before, PURGE_BATCH).await?;
+        ::metrics::counter!(PURGED).increment(deleted);
+        total += deleted;
+        if deleted < u64::from(PURGE_BATCH) {
+            break;
+        }
+    }
+    Ok(total)
 }

@@ -76,6 +76,7 @@ macro_rules! conformance_tests {
             fetch_pending_and_record_results,
             status_counts,
             purge_delivered_removes_old_deliveries,
+            purge_delivered_runs_in_batches,
             dead_letter_queue_operations,
             commit_wakes_the_relay,
             destinations_disable_and_enable,

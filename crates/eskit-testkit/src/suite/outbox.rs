@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eskit::{
     DeadSelector, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion, OutboxEntry, OutboxStore,
-    PendingQuery, RouteFilter, StoreOptions, StoreTransaction, TransactionalStore, partition_of,
+    PURGE_BATCH, PendingQuery, RouteFilter, StoreOptions, StoreTransaction, TransactionalStore, partition_of,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -382,8 +382,9 @@ pub async fn status_counts<H: Harness>(h: &H) {
     assert_eq!(names, vec!["audit", "hook"]);
 }
 
-/// `purge_delivered(before)` deletes delivered entries delivered before `before`, in
-/// bulk, and nothing else.
+/// `purge_delivered_batch(before, limit)` deletes at most `limit` delivered entries,
+/// the oldest deliveries first (not the oldest entries); `purge_delivered(before)`
+/// deletes every delivered entry delivered before `before`, and nothing else.
 pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
     let store = h
         .open(
@@ -410,7 +411,7 @@ pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
             &lease,
             &[
                 delivered(id(0), 1, old),
-                delivered(id(1), 1, old),
+                delivered(id(1), 1, old - time::Duration::hours(1)),
                 delivered(id(2), 1, now),
                 dead(id(3), 1, old, "400"),
             ],
@@ -418,7 +419,13 @@ pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
         .await
         .expect("record_results");
     let cutoff = now - time::Duration::hours(1);
-    assert_eq!(store.purge_delivered(cutoff).await.expect("purge"), 2);
+    assert_eq!(store.purge_delivered_batch(cutoff, 1).await.expect("purge one"), 1);
+    assert_eq!(
+        ids(&entries_of(&*store, "hook").await),
+        vec![id(0), id(2), id(3), id(4)],
+        "the oldest delivery goes first"
+    );
+    assert_eq!(store.purge_delivered(cutoff).await.expect("purge"), 1);
     assert_eq!(ids(&entries_of(&*store, "hook").await), vec![id(2), id(3), id(4)]);
     assert_eq!(store.purge_delivered(cutoff).await.expect("purge again"), 0);
     assert_eq!(
@@ -432,6 +439,39 @@ pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
     assert_eq!(ids(&left), vec![id(3), id(4)], "dead and pending entries stay");
     assert_eq!(left[0].state, EntryState::Dead);
     assert_eq!(left[1].state, EntryState::Pending);
+}
+
+/// `purge_delivered` goes on batch after batch until every old delivery is gone: more
+/// than two batches' worth of delivered entries are all deleted, the pending one stays.
+pub async fn purge_delivered_runs_in_batches<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let count = 2 * PURGE_BATCH as usize + 7;
+    let events: Vec<_> = (0..=count as u64).map(|n| ev("A", n)).collect();
+    store
+        .append("s", ExpectedVersion::Any, events.clone())
+        .await
+        .expect("append");
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let old = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let results: Vec<_> = events[..count]
+        .iter()
+        .map(|e| delivered(super::support::entry_id(e, "hook"), 1, old))
+        .collect();
+    store.record_results(&lease, &results).await.expect("record_results");
+    let cutoff = old + time::Duration::minutes(1);
+    assert_eq!(store.purge_delivered(cutoff).await.expect("purge"), count as u64);
+    let status = store.status().await.expect("status");
+    assert_eq!((status[0].delivered, status[0].pending), (0, 1), "{status:?}");
 }
 
 /// The dead-letter queue: list by destination, replay one entry or a whole
