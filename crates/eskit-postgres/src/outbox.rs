@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error,
+    BulkBatch, DeadFilter, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, Error,
     Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
 use sqlx::Row;
@@ -22,24 +22,22 @@ const DEFAULT_LIST_LIMIT: u32 = 100;
 
 type Query = sqlx::query::Query<'static, sqlx::Postgres, PgArguments>;
 
-/// The selector's bindings; at least one field must be set.
-fn selector(selector: &DeadSelector) -> Result<(Option<Uuid>, Option<String>)> {
-    if selector.id.is_none() && selector.destination.is_none() {
-        return Err(Error::Config(
-            "a dead-letter selector needs an entry id or a destination".into(),
-        ));
-    }
-    Ok((selector.id, selector.destination.clone()))
-}
-
 /// `query` with the bindings of the `dead_matching!` filter.
-fn dead_matching(query: Query, filter: &DeadFilter) -> Query {
+fn dead_matching(query: Query, destination: Option<&str>, filter: &DeadFilter) -> Query {
     query
-        .bind(filter.destination.clone())
+        .bind(destination.map(str::to_owned))
         .bind(filter.dead_from)
         .bind(filter.dead_to)
         .bind(filter.error_contains.clone().filter(|e| !e.is_empty()))
         .bind(filter.after_seq.unwrap_or(i64::MIN))
+}
+
+/// A bulk write's (count, highest seq) row.
+fn bulk_batch(row: &PgRow) -> std::result::Result<BulkBatch, sqlx::Error> {
+    Ok(BulkBatch {
+        count: count(row.try_get(0)?),
+        last_seq: row.try_get(1)?,
+    })
 }
 
 /// A partition number as the `integer` column.
@@ -288,58 +286,70 @@ impl OutboxStore for PgStore {
         self.fetch_entries(query, "listing outbox entries").await
     }
 
-    async fn replay_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let (id, destination) = selector(dead)?;
-        let row = sqlx::query(self.inner.sql.replay_dead.sql())
+    async fn replay_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let row = sqlx::query(self.inner.sql.replay_dead_one.sql())
             .bind(id)
             .bind(destination)
             .bind(self.inner.channel.as_str())
             .fetch_one(&self.inner.pool)
             .await
-            .map_err(db("replaying dead entries"))?;
-        let replayed = count(row.try_get(0).map_err(db("replaying dead entries"))?);
+            .map_err(db("replaying a dead entry"))?;
+        let replayed = count(row.try_get(0).map_err(db("replaying a dead entry"))?);
         if replayed > 0 {
             self.notify_relay();
         }
         Ok(replayed)
     }
 
-    async fn discard_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let (id, destination) = selector(dead)?;
-        let done = sqlx::query(self.inner.sql.discard_dead.sql())
+    async fn discard_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let done = sqlx::query(self.inner.sql.discard_dead_one.sql())
             .bind(id)
             .bind(destination)
             .execute(&self.inner.pool)
             .await
-            .map_err(db("discarding dead entries"))?;
+            .map_err(db("discarding a dead entry"))?;
         Ok(done.rows_affected())
     }
 
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
-        let query = dead_matching(sqlx::query(self.inner.sql.list_dead_matching.sql()), filter)
-            .bind(i64::from(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT)));
+        let query = dead_matching(
+            sqlx::query(self.inner.sql.list_dead_matching.sql()),
+            filter.destination.as_deref(),
+            filter,
+        )
+        .bind(i64::from(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT)));
         self.fetch_entries(query, "listing dead entries").await
     }
 
-    async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        let row = dead_matching(sqlx::query(self.inner.sql.replay_dead_matching.sql()), filter)
-            .bind(self.inner.channel.as_str())
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(db("replaying dead entries"))?;
-        let replayed = count(row.try_get(0).map_err(db("replaying dead entries"))?);
-        if replayed > 0 {
+    async fn replay_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
+        let row = dead_matching(
+            sqlx::query(self.inner.sql.replay_dead_batch.sql()),
+            Some(destination),
+            filter,
+        )
+        .bind(self.inner.channel.as_str())
+        .bind(i64::from(limit))
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(db("replaying dead entries"))?;
+        let batch = bulk_batch(&row).map_err(db("replaying dead entries"))?;
+        if batch.count > 0 {
             self.notify_relay();
         }
-        Ok(replayed)
+        Ok(batch)
     }
 
-    async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        let done = dead_matching(sqlx::query(self.inner.sql.discard_dead_matching.sql()), filter)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(db("discarding dead entries"))?;
-        Ok(done.rows_affected())
+    async fn discard_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
+        let row = dead_matching(
+            sqlx::query(self.inner.sql.discard_dead_batch.sql()),
+            Some(destination),
+            filter,
+        )
+        .bind(i64::from(limit))
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(db("discarding dead entries"))?;
+        bulk_batch(&row).map_err(db("discarding dead entries"))
     }
 
     async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {

@@ -361,30 +361,39 @@ const LIST_LEASES: &str = "SELECT destination, \"partition\", owner, epoch, expi
 // Dead-letter queue and retention
 // ---------------------------------------------------------------------------------
 
-/// Dead entries back to pending: attempts reset, due now, `last_error` kept for history
-/// (the next failure overwrites it); wakes the relays when any entry moved. A NULL
-/// selector field matches everything. Binds: entry id, destination, channel.
-const REPLAY_DEAD: &str = "WITH r AS ( \
+/// One dead entry back to pending: attempts reset, due now, `last_error` kept for
+/// history (the next failure overwrites it); wakes the relays when it moved.
+/// Binds: entry id, destination (NULL: any), channel.
+const REPLAY_DEAD_ONE: &str = "WITH r AS ( \
         UPDATE {schema}.outbox SET state = 'pending', attempts = 0, \
             next_attempt_at = clock_timestamp(), dead_at = NULL \
-        WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR destination = $2) \
+        WHERE state = 'dead' AND id = $1 AND ($2::text IS NULL OR destination = $2) \
         RETURNING 1), \
      c AS (SELECT count(*) AS n FROM r) \
      SELECT c.n, CASE WHEN c.n > 0 THEN (SELECT 1 FROM (SELECT pg_notify($3, '')) AS x) END FROM c";
 
-/// Deletes dead entries. A NULL selector field matches everything. Binds: entry id, destination.
-const DISCARD_DEAD: &str = "DELETE FROM {schema}.outbox \
-     WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR destination = $2)";
+/// Deletes one dead entry. Binds: entry id, destination (NULL: any).
+const DISCARD_DEAD_ONE: &str = "DELETE FROM {schema}.outbox \
+     WHERE state = 'dead' AND id = $1 AND ($2::text IS NULL OR destination = $2)";
 
-/// The dead-letter filter shared by the `*_DEAD_MATCHING` statements (NULL: any).
-/// Binds: destination, dead from, dead to, error text (case-insensitive), after seq.
-macro_rules! dead_matching {
+/// The dead-letter filter's conditions but the destination (NULL: any). Binds: dead
+/// from $2, dead to $3, error text $4 (case-insensitive), after seq $5.
+macro_rules! dead_conditions {
     () => {
-        "state = 'dead' AND ($1::text IS NULL OR destination = $1) \
-         AND ($2::timestamptz IS NULL OR COALESCE(dead_at, created_at) >= $2) \
+        "($2::timestamptz IS NULL OR COALESCE(dead_at, created_at) >= $2) \
          AND ($3::timestamptz IS NULL OR COALESCE(dead_at, created_at) < $3) \
          AND ($4::text IS NULL OR strpos(lower(last_error), lower($4)) > 0) \
          AND seq > $5"
+    };
+}
+
+/// The dead-letter filter (NULL: any). Binds: destination $1, then as `dead_conditions!`.
+macro_rules! dead_matching {
+    () => {
+        concat!(
+            "state = 'dead' AND ($1::text IS NULL OR destination = $1) AND ",
+            dead_conditions!()
+        )
     };
 }
 
@@ -397,20 +406,44 @@ const LIST_DEAD_MATCHING: &str = concat!(
     " ORDER BY o.seq LIMIT $6"
 );
 
-/// Every dead entry matching a filter back to pending (attempts reset, due now), with
-/// one notification when any was. Binds: as `dead_matching!`, then the channel.
-const REPLAY_DEAD_MATCHING: &str = concat!(
+/// A destination's oldest dead entries matching a filter, for a bulk write: their seqs,
+/// locked, from a range of `outbox_dead_by_destination` after the cursor. Binds:
+/// destination $1, then as `dead_conditions!`; the limit is the parameter given. The
+/// statements built on it test `state = 'dead'` again outside, so a row another
+/// statement changed while this one waited for its lock is left alone.
+macro_rules! dead_batch {
+    ($limit:literal) => {
+        concat!(
+            "state = 'dead' AND seq IN (SELECT seq FROM {schema}.outbox \
+               WHERE state = 'dead' AND destination = $1 AND ",
+            dead_conditions!(),
+            " ORDER BY seq LIMIT ",
+            $limit,
+            " FOR UPDATE)"
+        )
+    };
+}
+
+/// A batch of a destination's dead entries matching a filter back to pending (attempts
+/// reset, due now), with one notification when any moved; returns how many and the
+/// highest seq. Binds: as `dead_batch!`, then the channel, limit.
+const REPLAY_DEAD_BATCH: &str = concat!(
     "WITH r AS ( \
         UPDATE {schema}.outbox SET state = 'pending', attempts = 0, \
             next_attempt_at = clock_timestamp(), dead_at = NULL WHERE ",
-    dead_matching!(),
-    " RETURNING 1), \
-     c AS (SELECT count(*) AS n FROM r) \
-     SELECT c.n, CASE WHEN c.n > 0 THEN (SELECT 1 FROM (SELECT pg_notify($6, '')) AS x) END FROM c"
+    dead_batch!("$7"),
+    " RETURNING seq), \
+     c AS (SELECT count(*) AS n, max(seq) AS last FROM r) \
+     SELECT c.n, c.last, CASE WHEN c.n > 0 THEN (SELECT 1 FROM (SELECT pg_notify($6, '')) AS x) END FROM c"
 );
 
-/// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
-const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM {schema}.outbox WHERE ", dead_matching!());
+/// Deletes a batch of a destination's dead entries matching a filter; returns how many
+/// and the highest seq. Binds: as `dead_batch!`, then limit.
+const DISCARD_DEAD_BATCH: &str = concat!(
+    "WITH r AS (DELETE FROM {schema}.outbox WHERE ",
+    dead_batch!("$6"),
+    " RETURNING seq) SELECT count(*), max(seq) FROM r"
+);
 
 /// Deletes up to a number of entries delivered before a time, oldest delivery first
 /// (through `outbox_delivered_by_time`); rows another purge holds are skipped, so two
@@ -495,11 +528,11 @@ pub(crate) struct Sql {
     pub renew_lease: Stmt,
     pub release_lease: Stmt,
     pub list_leases: Stmt,
-    pub replay_dead: Stmt,
-    pub discard_dead: Stmt,
+    pub replay_dead_one: Stmt,
+    pub discard_dead_one: Stmt,
     pub list_dead_matching: Stmt,
-    pub replay_dead_matching: Stmt,
-    pub discard_dead_matching: Stmt,
+    pub replay_dead_batch: Stmt,
+    pub discard_dead_batch: Stmt,
     pub purge_delivered: Stmt,
     pub disable_destination: Stmt,
     pub enable_destination: Stmt,
@@ -537,11 +570,11 @@ impl Sql {
             renew_lease: s(RENEW_LEASE),
             release_lease: s(RELEASE_LEASE),
             list_leases: s(LIST_LEASES),
-            replay_dead: s(REPLAY_DEAD),
-            discard_dead: s(DISCARD_DEAD),
+            replay_dead_one: s(REPLAY_DEAD_ONE),
+            discard_dead_one: s(DISCARD_DEAD_ONE),
             list_dead_matching: s(LIST_DEAD_MATCHING),
-            replay_dead_matching: s(REPLAY_DEAD_MATCHING),
-            discard_dead_matching: s(DISCARD_DEAD_MATCHING),
+            replay_dead_batch: s(REPLAY_DEAD_BATCH),
+            discard_dead_batch: s(DISCARD_DEAD_BATCH),
             purge_delivered: s(PURGE_DELIVERED),
             disable_destination: s(DISABLE_DESTINATION),
             enable_destination: s(ENABLE_DESTINATION),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
-    EntryState, Error, Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
+    BulkBatch, DeadFilter, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult, EntryState,
+    Error, Lease, LeaseInfo, OutboxEntry, OutboxStore, PendingQuery, Result,
 };
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -67,35 +67,15 @@ fn expires_at(ttl: Duration) -> i64 {
     now_micros().saturating_add(ttl)
 }
 
-/// The statement and bindings for a dead-letter selector; at least one field must be set.
-fn dead_query<'q>(
-    one: &'static str,
-    of_destination: &'static str,
-    selector: &'q DeadSelector,
-    now: Option<i64>,
-) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    let query = match (selector.id, selector.destination.as_deref()) {
-        (Some(id), destination) => sqlx::query(one).bind(id.to_string()).bind(destination),
-        (None, Some(destination)) => sqlx::query(of_destination).bind(destination),
-        (None, None) => {
-            return Err(Error::Config(
-                "a dead-letter selector needs an entry id or a destination".into(),
-            ));
-        }
-    };
-    Ok(match now {
-        Some(now) => query.bind(now),
-        None => query,
-    })
-}
-
-/// A `*_DEAD_MATCHING` statement with the filter's bindings.
+/// A statement built on `dead_matching!` or `dead_batch!` with a destination and the
+/// filter's other bindings (?1 to ?5).
 fn dead_matching<'q>(
     statement: &'static str,
+    destination: Option<&'q str>,
     filter: &'q DeadFilter,
 ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
     sqlx::query(statement)
-        .bind(filter.destination.as_deref())
+        .bind(destination)
         .bind(filter.dead_from.map(to_micros))
         .bind(filter.dead_to.map(to_micros))
         .bind(filter.error_contains.as_deref())
@@ -126,6 +106,24 @@ impl SqliteStore {
             .await
             .map_err(|e| Error::database(context, e))?;
         Ok(done.rows_affected())
+    }
+
+    /// Runs a bulk write that returns the seqs it touched, in its own write turn.
+    async fn write_batch(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        context: &'static str,
+    ) -> Result<BulkBatch> {
+        let mut turn = self.write_lock().await?;
+        let seqs: Vec<i64> = query
+            .fetch_all(turn.conn(&self.inner.pool).await?)
+            .await
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(|e| Error::database(context, e))?;
+        Ok(BulkBatch {
+            count: seqs.len() as u64,
+            last_seq: seqs.into_iter().max(),
+        })
     }
 }
 
@@ -335,42 +333,45 @@ impl OutboxStore for SqliteStore {
         self.fetch_entries(query).await
     }
 
-    async fn replay_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let query = dead_query(
-            sql::REPLAY_DEAD_ONE,
-            sql::REPLAY_DEAD_OF_DESTINATION,
-            dead,
-            Some(now_micros()),
-        )?;
-        let changed = self.write(query, "replaying dead entries").await?;
+    async fn replay_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let query = sqlx::query(sql::REPLAY_DEAD_ONE)
+            .bind(id.to_string())
+            .bind(destination)
+            .bind(now_micros());
+        let changed = self.write(query, "replaying a dead entry").await?;
         if changed > 0 {
             self.notify_relay();
         }
         Ok(changed)
     }
 
-    async fn discard_dead(&self, dead: &DeadSelector) -> Result<u64> {
-        let query = dead_query(sql::DISCARD_DEAD_ONE, sql::DISCARD_DEAD_OF_DESTINATION, dead, None)?;
-        self.write(query, "discarding dead entries").await
+    async fn discard_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let query = sqlx::query(sql::DISCARD_DEAD_ONE)
+            .bind(id.to_string())
+            .bind(destination);
+        self.write(query, "discarding a dead entry").await
     }
 
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<OutboxEntry>> {
-        let query = dead_matching(sql::LIST_DEAD_MATCHING, filter).bind(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT));
+        let query = dead_matching(sql::LIST_DEAD_MATCHING, filter.destination.as_deref(), filter)
+            .bind(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT));
         self.fetch_entries(query).await
     }
 
-    async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        let query = dead_matching(sql::REPLAY_DEAD_MATCHING, filter).bind(now_micros());
-        let changed = self.write(query, "replaying dead entries").await?;
-        if changed > 0 {
+    async fn replay_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
+        let query = dead_matching(sql::REPLAY_DEAD_BATCH, Some(destination), filter)
+            .bind(now_micros())
+            .bind(limit);
+        let batch = self.write_batch(query, "replaying dead entries").await?;
+        if batch.count > 0 {
             self.notify_relay();
         }
-        Ok(changed)
+        Ok(batch)
     }
 
-    async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        let query = dead_matching(sql::DISCARD_DEAD_MATCHING, filter);
-        self.write(query, "discarding dead entries").await
+    async fn discard_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
+        let query = dead_matching(sql::DISCARD_DEAD_BATCH, Some(destination), filter).bind(limit);
+        self.write_batch(query, "discarding dead entries").await
     }
 
     async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {

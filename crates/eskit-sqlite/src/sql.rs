@@ -328,28 +328,28 @@ pub const LIST_LEASES: &str = "SELECT destination, \"partition\", owner, epoch, 
 pub const REPLAY_DEAD_ONE: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3, dead_at = NULL \
      WHERE state = 'dead' AND id = ?1 AND (?2 IS NULL OR destination = ?2)";
 
-/// Every dead entry of a destination back to pending, as [`REPLAY_DEAD_ONE`].
-/// Binds: destination, now.
-pub const REPLAY_DEAD_OF_DESTINATION: &str = "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2, dead_at = NULL \
-     WHERE state = 'dead' AND destination = ?1";
-
 /// Deletes one dead entry. Binds: entry id, destination (NULL: any).
 pub const DISCARD_DEAD_ONE: &str =
     "DELETE FROM outbox WHERE state = 'dead' AND id = ?1 AND (?2 IS NULL OR destination = ?2)";
 
-/// Deletes every dead entry of a destination. Binds: destination.
-pub const DISCARD_DEAD_OF_DESTINATION: &str = "DELETE FROM outbox WHERE state = 'dead' AND destination = ?1";
-
-/// The dead-letter filter shared by the `*_DEAD_MATCHING` statements (NULL: any).
-/// Binds: destination, dead from, dead to, error text (case-insensitive, ASCII
-/// folding), after seq.
-macro_rules! dead_matching {
+/// The dead-letter filter's conditions but the destination (NULL: any). Binds: dead
+/// from ?2, dead to ?3, error text ?4 (case-insensitive, ASCII folding), after seq ?5.
+macro_rules! dead_conditions {
     () => {
-        "state = 'dead' AND (?1 IS NULL OR destination = ?1) \
-         AND (?2 IS NULL OR COALESCE(dead_at, created_at) >= ?2) \
+        "(?2 IS NULL OR COALESCE(dead_at, created_at) >= ?2) \
          AND (?3 IS NULL OR COALESCE(dead_at, created_at) < ?3) \
          AND (?4 IS NULL OR (last_error IS NOT NULL AND instr(lower(last_error), lower(?4)) > 0)) \
          AND seq > ?5"
+    };
+}
+
+/// The dead-letter filter (NULL: any). Binds: destination ?1, then as `dead_conditions!`.
+macro_rules! dead_matching {
+    () => {
+        concat!(
+            "state = 'dead' AND (?1 IS NULL OR destination = ?1) AND ",
+            dead_conditions!()
+        )
     };
 }
 
@@ -362,15 +362,34 @@ pub const LIST_DEAD_MATCHING: &str = concat!(
     " ORDER BY o.seq LIMIT ?6"
 );
 
-/// Every dead entry matching a filter back to pending (attempts reset, due now,
-/// `last_error` kept). Binds: as `dead_matching!`, then now.
-pub const REPLAY_DEAD_MATCHING: &str = concat!(
+/// The seqs of a destination's oldest dead entries matching a filter, for a bulk write:
+/// a range of `outbox_dead_by_destination` from the cursor, in order, no sort.
+/// Binds: destination ?1, then as `dead_conditions!`; the limit is the parameter given.
+macro_rules! dead_batch {
+    ($limit:literal) => {
+        concat!(
+            "seq IN (SELECT seq FROM outbox INDEXED BY outbox_dead_by_destination \
+               WHERE state = 'dead' AND destination = ?1 AND ",
+            dead_conditions!(),
+            " ORDER BY seq LIMIT ",
+            $limit,
+            ")"
+        )
+    };
+}
+
+/// A batch of a destination's dead entries matching a filter back to pending (attempts
+/// reset, due now, `last_error` kept); returns their seqs. Binds: as `dead_batch!`, then
+/// now, limit.
+pub const REPLAY_DEAD_BATCH: &str = concat!(
     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?6, dead_at = NULL WHERE ",
-    dead_matching!()
+    dead_batch!("?7"),
+    " RETURNING seq"
 );
 
-/// Deletes every dead entry matching a filter. Binds: as `dead_matching!`.
-pub const DISCARD_DEAD_MATCHING: &str = concat!("DELETE FROM outbox WHERE ", dead_matching!());
+/// Deletes a batch of a destination's dead entries matching a filter; returns their seqs.
+/// Binds: as `dead_batch!`, then limit.
+pub const DISCARD_DEAD_BATCH: &str = concat!("DELETE FROM outbox WHERE ", dead_batch!("?6"), " RETURNING seq");
 
 /// Deletes up to a number of entries delivered before a time, oldest delivery first
 /// (through `outbox_delivered_by_time`). Binds: before, limit.

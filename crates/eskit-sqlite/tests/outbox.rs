@@ -559,7 +559,7 @@ async fn relays_announce_themselves_per_destination() {
 }
 
 #[tokio::test]
-async fn dead_letters_by_filter_in_one_statement() {
+async fn dead_letters_by_filter_in_sql() {
     let (store, _dir) = open(
         StoreOptions::default()
             .with_outbox("hook", RouteFilter::all())

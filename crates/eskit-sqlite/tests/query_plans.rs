@@ -71,16 +71,22 @@ async fn hot_statements_use_their_indexes() {
             &["sqlite_autoindex_outbox_1 (id=?)"],
         ),
         (
-            "REPLAY_DEAD_OF_DESTINATION",
-            sql::REPLAY_DEAD_OF_DESTINATION,
-            2,
-            &["outbox_dead_by_destination (destination=?)"],
+            "REPLAY_DEAD_BATCH",
+            sql::REPLAY_DEAD_BATCH,
+            7,
+            &["outbox_dead_by_destination (destination=? AND seq>?)"],
+        ),
+        (
+            "DISCARD_DEAD_BATCH",
+            sql::DISCARD_DEAD_BATCH,
+            6,
+            &["outbox_dead_by_destination (destination=? AND seq>?)"],
         ),
         (
             "PURGE_DELIVERED",
             sql::PURGE_DELIVERED,
-            1,
-            &["outbox_delivered_by_time"],
+            2,
+            &["outbox_delivered_by_time (delivered_at<?)"],
         ),
         ("SELECT_EVENTS_BY_ID", sql::SELECT_EVENTS_BY_ID, 1, &["(event_id=?)"]),
         (
@@ -97,6 +103,11 @@ async fn hot_statements_use_their_indexes() {
         }
         if *name == "RECORD_RESULTS" {
             assert!(!plan.contains("SCAN outbox"), "{name} scans the outbox:\n{plan}");
+        }
+        if name.ends_with("_BATCH") || *name == "PURGE_DELIVERED" {
+            // A bulk write runs batch after batch: each must read its range in order, not
+            // sort everything that matches.
+            assert!(!plan.contains("TEMP B-TREE"), "{name} sorts:\n{plan}");
         }
     }
 }

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use eskit::{
-    AppendResult, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
-    EntryState, Error, EventData, EventStore, ExpectedVersion, Lease, LeaseInfo, NewOutboxEntry, OutboxEntry,
-    OutboxMessage, OutboxStore, PendingQuery, ReadDirection, RecordedEvent, Result, StoreOptions, StoreTransaction,
-    TransactionalStore,
+    AppendResult, BulkBatch, DeadFilter, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome,
+    EntryResult, EntryState, Error, EventData, EventStore, ExpectedVersion, Lease, LeaseInfo, NewOutboxEntry,
+    OutboxEntry, OutboxMessage, OutboxStore, PendingQuery, ReadDirection, RecordedEvent, Result, StoreOptions,
+    StoreTransaction, TransactionalStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -97,6 +97,14 @@ impl MemoryStore {
     /// Whether the application table holds `key` (see [`MemoryTransaction::app_write`]).
     pub fn app_row_exists(&self, key: &str) -> bool {
         self.shared.state().app_rows.contains(key)
+    }
+
+    /// Wakes the relays when a replay moved entries; returns the batch.
+    fn woken(&self, batch: BulkBatch) -> BulkBatch {
+        if batch.count > 0 {
+            self.shared.wakeup.notify_waiters();
+        }
+        batch
     }
 
     async fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -393,11 +401,59 @@ fn holds(state: &State, lease: &Lease) -> bool {
         .is_some_and(|row| row.owner == lease.owner && row.epoch == lease.epoch)
 }
 
-fn selected(entry: &OutboxEntry, selector: &DeadSelector) -> bool {
-    entry.state == EntryState::Dead
-        && (selector.id.is_some() || selector.destination.is_some())
-        && selector.id.is_none_or(|id| entry.id == id)
-        && selector.destination.as_deref().is_none_or(|d| entry.destination == d)
+impl State {
+    /// Seqs of the dead entries `keep` selects, oldest first, at most `limit`.
+    fn dead_seqs(&self, limit: u32, keep: impl Fn(&OutboxEntry) -> bool) -> Vec<i64> {
+        self.outbox
+            .values()
+            .filter(|e| e.state == EntryState::Dead && keep(e))
+            .take(limit as usize)
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    /// Moves the entries at `seqs` back to pending (attempts reset, due now).
+    fn replay(&mut self, seqs: &[i64]) -> BulkBatch {
+        let at = now();
+        for seq in seqs {
+            let Some(e) = self.outbox.get_mut(seq) else { continue };
+            e.state = EntryState::Pending;
+            e.attempts = 0;
+            e.next_attempt_at = at;
+            e.dead_at = None;
+        }
+        bulk_batch(seqs)
+    }
+
+    /// Deletes the entries at `seqs`.
+    fn discard(&mut self, seqs: &[i64]) -> BulkBatch {
+        for seq in seqs {
+            if let Some(e) = self.outbox.remove(seq) {
+                self.by_entry_id.remove(&e.id);
+            }
+        }
+        bulk_batch(seqs)
+    }
+}
+
+fn bulk_batch(seqs: &[i64]) -> BulkBatch {
+    BulkBatch {
+        count: seqs.len() as u64,
+        last_seq: seqs.iter().copied().max(),
+    }
+}
+
+fn entry_selected(entry: &OutboxEntry, id: Uuid, destination: Option<&str>) -> bool {
+    entry.id == id && destination.is_none_or(|d| entry.destination == d)
+}
+
+/// Whether a dead entry is one a batch of `destination` under `filter` touches.
+fn batch_selected(entry: &OutboxEntry, destination: &str, filter: &DeadFilter) -> bool {
+    let filter = DeadFilter {
+        destination: Some(destination.to_string()),
+        ..filter.clone()
+    };
+    filter.after_seq.is_none_or(|after| entry.seq > after) && filter.matches(entry)
 }
 
 #[async_trait::async_trait]
@@ -611,41 +667,41 @@ impl OutboxStore for MemoryStore {
             .collect())
     }
 
-    async fn replay_dead(&self, selector: &DeadSelector) -> Result<u64> {
-        let n = self
+    async fn replay_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let batch = self
             .write(|state| {
-                let mut n = 0;
-                let at = now();
-                for e in state.outbox.values_mut().filter(|e| selected(e, selector)) {
-                    e.state = EntryState::Pending;
-                    e.attempts = 0;
-                    e.next_attempt_at = at;
-                    e.dead_at = None;
-                    n += 1;
-                }
-                n
+                let seqs = state.dead_seqs(1, |e| entry_selected(e, id, destination));
+                state.replay(&seqs)
             })
             .await;
-        if n > 0 {
-            self.shared.wakeup.notify_waiters();
-        }
-        Ok(n)
+        Ok(self.woken(batch).count)
     }
 
-    async fn discard_dead(&self, selector: &DeadSelector) -> Result<u64> {
+    async fn discard_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64> {
+        let batch = self
+            .write(|state| {
+                let seqs = state.dead_seqs(1, |e| entry_selected(e, id, destination));
+                state.discard(&seqs)
+            })
+            .await;
+        Ok(batch.count)
+    }
+
+    async fn replay_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
+        let batch = self
+            .write(|state| {
+                let seqs = state.dead_seqs(limit, |e| batch_selected(e, destination, filter));
+                state.replay(&seqs)
+            })
+            .await;
+        Ok(self.woken(batch))
+    }
+
+    async fn discard_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
         Ok(self
             .write(|state| {
-                let gone: Vec<(i64, Uuid)> = state
-                    .outbox
-                    .values()
-                    .filter(|e| selected(e, selector))
-                    .map(|e| (e.seq, e.id))
-                    .collect();
-                for (seq, id) in &gone {
-                    state.outbox.remove(seq);
-                    state.by_entry_id.remove(id);
-                }
-                gone.len() as u64
+                let seqs = state.dead_seqs(limit, |e| batch_selected(e, destination, filter));
+                state.discard(&seqs)
             })
             .await)
     }

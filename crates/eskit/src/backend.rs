@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventData, ExpectedVersion, ReadDirection, RecordedEvent};
 use crate::outbox::{EntryState, OutboxEntry, OutboxMessage};
 
@@ -222,9 +222,10 @@ pub struct DeadSelector {
 }
 
 /// Which dead entries an operator lists, replays or discards by filter: every field set
-/// must match. The default [`OutboxStore`] methods that take it page through
-/// [`OutboxStore::list_entries`] and filter in memory; a backend may override them with
-/// one query.
+/// must match. The default [`OutboxStore::list_dead`] pages through
+/// [`OutboxStore::list_entries`] and filters in memory (a backend may override it with
+/// one query); replay and discard run batch by batch through
+/// [`OutboxStore::replay_dead_batch`] / [`OutboxStore::discard_dead_batch`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadFilter {
     /// Only this destination.
@@ -263,21 +264,62 @@ impl DeadFilter {
                 .is_some_and(|e| e.to_lowercase().contains(&needle.to_lowercase())),
         }
     }
+}
 
-    /// Whether only a destination (or nothing) is set, so a [`DeadSelector`] does the same.
-    fn is_destination_only(&self) -> bool {
-        self.dead_from.is_none() && self.dead_to.is_none() && self.error_contains.is_none() && self.after_seq.is_none()
+impl DeadSelector {
+    /// The filter of a destination-wide selector; a selector with neither an id nor a
+    /// destination is refused (it would touch every dead entry by accident).
+    fn filter(&self) -> Result<DeadFilter> {
+        match &self.destination {
+            Some(destination) => Ok(DeadFilter {
+                destination: Some(destination.clone()),
+                ..DeadFilter::default()
+            }),
+            None => Err(Error::Config(
+                "a dead-letter selector needs an entry id or a destination".into(),
+            )),
+        }
     }
 }
 
 /// Page size the default [`DeadFilter`] methods read with.
 const DEAD_SCAN_PAGE: u32 = 500;
 
-/// How many delivered entries one purge statement deletes at most
-/// ([`OutboxStore::purge_delivered`]). On SQLite a batch of 1 000 holds the write lock
-/// for milliseconds (about 18 ms at most while purging 1M rows here) where one statement
-/// over a million rows held it for seconds and stalled every append.
-pub const PURGE_BATCH: u32 = 1_000;
+/// How many entries one statement of a bulk operator write touches at most: the purge
+/// of delivered entries and the replay or discard of dead ones run batch after batch,
+/// each its own transaction. On SQLite a batch of 1 000 holds the write lock for
+/// milliseconds (18 ms at most while purging 1M delivered rows here), where one
+/// statement over a million rows held it for seconds (1.7 s to purge them, 7.3 s to
+/// replay as many dead entries) and stalled every append.
+pub const BULK_BATCH: u32 = 1_000;
+
+/// What one batch of a bulk operator write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkBatch {
+    /// Entries touched.
+    pub count: u64,
+    /// The highest `seq` touched (where the next batch starts), if the batch is seq-ordered.
+    pub last_seq: Option<i64>,
+}
+
+/// Runs `batch` until one touches fewer than [`BULK_BATCH`] entries, starting each after
+/// the highest seq the previous one touched (the first after `after_seq`); returns the
+/// total.
+async fn in_batches<F, Fut>(mut after_seq: Option<i64>, mut batch: F) -> Result<u64>
+where
+    F: FnMut(Option<i64>) -> Fut,
+    Fut: Future<Output = Result<BulkBatch>>,
+{
+    let mut total = 0;
+    loop {
+        let done = batch(after_seq).await?;
+        total += done.count;
+        if done.count < u64::from(BULK_BATCH) {
+            return Ok(total);
+        }
+        after_seq = done.last_seq.or(after_seq);
+    }
+}
 
 /// What the relay and operators need from a backend.
 #[async_trait::async_trait]
@@ -333,29 +375,54 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Lists entries, oldest first.
     async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>>;
 
-    /// Moves dead entries back to pending (attempts reset, due now); returns how many.
-    async fn replay_dead(&self, selector: &DeadSelector) -> Result<u64>;
+    /// Moves one dead entry back to pending (attempts reset, due now) if it is dead and,
+    /// when `destination` is given, of that destination; returns 0 or 1.
+    async fn replay_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64>;
 
-    /// Deletes dead entries; returns how many.
-    async fn discard_dead(&self, selector: &DeadSelector) -> Result<u64>;
+    /// Deletes one dead entry, under the same conditions; returns 0 or 1.
+    async fn discard_dead_entry(&self, id: Uuid, destination: Option<&str>) -> Result<u64>;
+
+    /// Moves at most `limit` dead entries of `destination` matching `filter` (its
+    /// destination and limit ignored, its `after_seq` applied), oldest first, back to
+    /// pending in one statement, and wakes the relays when any moved.
+    async fn replay_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch>;
+
+    /// Deletes at most `limit` dead entries of `destination` matching `filter`, as
+    /// [`replay_dead_batch`](Self::replay_dead_batch) selects them, in one statement.
+    async fn discard_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch>;
 
     /// Deletes at most `limit` delivered entries delivered before `before`, oldest
     /// delivery first, in one statement (its own transaction); returns how many.
     async fn purge_delivered_batch(&self, before: OffsetDateTime, limit: u32) -> Result<u64>;
 
+    /// Moves dead entries back to pending (attempts reset, due now): one entry, or every
+    /// dead entry of a destination in batches of [`BULK_BATCH`]; returns how many.
+    async fn replay_dead(&self, selector: &DeadSelector) -> Result<u64> {
+        match selector.id {
+            Some(id) => self.replay_dead_entry(id, selector.destination.as_deref()).await,
+            None => self.replay_dead_matching(&selector.filter()?).await,
+        }
+    }
+
+    /// Deletes dead entries: one, or every dead entry of a destination in batches of
+    /// [`BULK_BATCH`]; returns how many.
+    async fn discard_dead(&self, selector: &DeadSelector) -> Result<u64> {
+        match selector.id {
+            Some(id) => self.discard_dead_entry(id, selector.destination.as_deref()).await,
+            None => self.discard_dead_matching(&selector.filter()?).await,
+        }
+    }
+
     /// Deletes every delivered entry delivered before `before`, in batches of
-    /// [`PURGE_BATCH`] entries, each its own transaction, so a large purge never holds
+    /// [`BULK_BATCH`] entries, each its own transaction, so a large purge never holds
     /// SQLite's write lock (or PostgreSQL row locks and the xmin horizon) for long;
     /// returns how many. Pending and dead entries are never touched.
     async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let deleted = self.purge_delivered_batch(before, PURGE_BATCH).await?;
-            total += deleted;
-            if deleted < u64::from(PURGE_BATCH) {
-                return Ok(total);
-            }
-        }
+        in_batches(None, |_| async move {
+            let count = self.purge_delivered_batch(before, BULK_BATCH).await?;
+            Ok(BulkBatch { count, last_seq: None })
+        })
+        .await
     }
 
     /// Disables a destination (the relay stops delivering to it; its entries stay
@@ -413,88 +480,51 @@ pub trait OutboxStore: Send + Sync + 'static {
         Ok(found)
     }
 
-    /// Moves every dead entry matching `filter` back to pending (attempts reset, due now);
-    /// returns how many. An empty filter matches every dead entry.
+    /// Moves every dead entry matching `filter` back to pending (attempts reset, due now),
+    /// destination by destination in batches of [`BULK_BATCH`]; returns how many. An empty
+    /// filter matches every dead entry.
     async fn replay_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        if filter.is_destination_only() {
-            return match &filter.destination {
-                Some(d) => {
-                    self.replay_dead(&DeadSelector {
-                        id: None,
-                        destination: Some(d.clone()),
-                    })
-                    .await
-                }
-                None => {
-                    let mut n = 0;
-                    for d in self.destinations().await? {
-                        n += self
-                            .replay_dead(&DeadSelector {
-                                id: None,
-                                destination: Some(d),
-                            })
-                            .await?;
-                    }
-                    Ok(n)
-                }
-            };
-        }
-        let mut n = 0;
-        for entry in dead_matching(self, filter).await? {
-            n += self
-                .replay_dead(&DeadSelector {
-                    id: Some(entry.0),
-                    destination: Some(entry.1),
-                })
-                .await?;
-        }
-        Ok(n)
+        dead_in_batches(self, filter, DeadWrite::Replay).await
     }
 
-    /// Deletes every dead entry matching `filter`; returns how many. An empty filter
-    /// matches every dead entry.
+    /// Deletes every dead entry matching `filter`, destination by destination in batches
+    /// of [`BULK_BATCH`]; returns how many. An empty filter matches every dead entry.
     async fn discard_dead_matching(&self, filter: &DeadFilter) -> Result<u64> {
-        if filter.is_destination_only()
-            && let Some(d) = &filter.destination
-        {
-            return self
-                .discard_dead(&DeadSelector {
-                    id: None,
-                    destination: Some(d.clone()),
-                })
-                .await;
-        }
-        let mut n = 0;
-        for entry in dead_matching(self, filter).await? {
-            n += self
-                .discard_dead(&DeadSelector {
-                    id: Some(entry.0),
-                    destination: Some(entry.1),
-                })
-                .await?;
-        }
-        Ok(n)
+        dead_in_batches(self, filter, DeadWrite::Discard).await
     }
 }
 
-/// (id, destination) of every dead entry matching `filter`, ignoring its limit.
-async fn dead_matching<S: OutboxStore + ?Sized>(store: &S, filter: &DeadFilter) -> Result<Vec<(Uuid, String)>> {
-    let mut all = Vec::new();
-    let mut page = DeadFilter {
-        limit: Some(DEAD_SCAN_PAGE),
-        ..filter.clone()
+/// What a bulk dead-letter write does.
+#[derive(Debug, Clone, Copy)]
+enum DeadWrite {
+    Replay,
+    Discard,
+}
+
+/// Runs a bulk dead-letter write over the destinations `filter` covers (its own, or
+/// every destination with entries), batch after batch; returns how many it touched.
+async fn dead_in_batches<S: OutboxStore + ?Sized>(store: &S, filter: &DeadFilter, write: DeadWrite) -> Result<u64> {
+    let destinations = match &filter.destination {
+        Some(destination) => vec![destination.clone()],
+        None => store.destinations().await?,
     };
-    loop {
-        let entries = store.list_dead(&page).await?;
-        let Some(last) = entries.last() else { break };
-        page.after_seq = Some(last.seq);
-        let full = entries.len() as u32 >= DEAD_SCAN_PAGE;
-        all.extend(entries.into_iter().map(|e| (e.id, e.destination)));
-        if !full {
-            break;
-        }
+    let mut total = 0;
+    for destination in &destinations {
+        total += in_batches(filter.after_seq, |after_seq| {
+            let page = DeadFilter {
+                after_seq,
+                ..filter.clone()
+            };
+            async move {
+                match write {
+                    DeadWrite::Replay => store.replay_dead_batch(destination, &page, BULK_BATCH).await,
+                    DeadWrite::Discard => store.discard_dead_batch(destination, &page, BULK_BATCH).await,
+                }
+            }
+        })
+        .await?;
     }
-    Ok(all)
+    Ok(total)
 }
 
 /// A destination an operator or a `410 Gone` turned off.

@@ -20,8 +20,8 @@ pub mod retry;
 pub mod route;
 
 pub use backend::{
-    DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome, EntryResult,
-    EventStore, Lease, LeaseInfo, OutboxStore, PURGE_BATCH, PendingQuery, StoreTransaction, TransactionalStore,
+    BULK_BATCH, BulkBatch, DeadFilter, DeadSelector, DestinationStatus, DisabledDestination, EntryFilter, EntryOutcome,
+    EntryResult, EventStore, Lease, LeaseInfo, OutboxStore, PendingQuery, StoreTransaction, TransactionalStore,
 };
 pub use destination::{DeliveryError, Destination, Destinations, FailureKind};
 pub use error::{Error, Result, ValidationError};

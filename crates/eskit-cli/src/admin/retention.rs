@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eskit::{OutboxStore, PURGE_BATCH};
+use eskit::{BULK_BATCH, OutboxStore};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -32,7 +32,7 @@ pub async fn run(store: Arc<dyn OutboxStore>, retention: RetentionSection, cance
     }
 }
 
-/// Deletes delivered entries delivered more than `keep` ago, [`PURGE_BATCH`] at a time
+/// Deletes delivered entries delivered more than `keep` ago, [`BULK_BATCH`] at a time
 /// (each batch its own transaction, counted as it commits), stopping early on `cancel`;
 /// returns how many.
 async fn purge_once(store: &dyn OutboxStore, keep: Duration, cancel: &CancellationToken) -> eskit::Result<u64> {
@@ -42,10 +42,10 @@ async fn purge_once(store: &dyn OutboxStore, keep: Duration, cancel: &Cancellati
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let mut total = 0;
     while !cancel.is_cancelled() {
-        let deleted = store.purge_delivered_batch(before, PURGE_BATCH).await?;
+        let deleted = store.purge_delivered_batch(before, BULK_BATCH).await?;
         ::metrics::counter!(PURGED).increment(deleted);
         total += deleted;
-        if deleted < u64::from(PURGE_BATCH) {
+        if deleted < u64::from(BULK_BATCH) {
             break;
         }
     }

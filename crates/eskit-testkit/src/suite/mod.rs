@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
             purge_delivered_removes_old_deliveries,
             purge_delivered_runs_in_batches,
             dead_letter_queue_operations,
+            dead_letter_bulk_operations_run_in_batches,
             commit_wakes_the_relay,
             destinations_disable_and_enable,
             relay_heartbeats,

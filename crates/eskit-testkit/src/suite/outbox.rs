@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use eskit::{
-    DeadSelector, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion, OutboxEntry, OutboxStore,
-    PURGE_BATCH, PendingQuery, RouteFilter, StoreOptions, StoreTransaction, TransactionalStore, partition_of,
+    BULK_BATCH, DeadFilter, DeadSelector, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion,
+    OutboxEntry, OutboxStore, PendingQuery, RouteFilter, StoreOptions, StoreTransaction, TransactionalStore,
+    partition_of,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,6 +19,12 @@ const TTL: Duration = Duration::from_secs(30);
 
 fn ids(entries: &[OutboxEntry]) -> Vec<Uuid> {
     entries.iter().map(|e| e.id).collect()
+}
+
+/// The first destination's (pending, dead) counts.
+async fn pending_and_dead<S: OutboxStore + ?Sized>(store: &S) -> (u64, u64) {
+    let status = store.status().await.expect("status");
+    (status[0].pending, status[0].dead)
 }
 
 fn delivered(id: Uuid, attempts: u32, at: OffsetDateTime) -> EntryResult {
@@ -451,7 +458,7 @@ pub async fn purge_delivered_runs_in_batches<H: Harness>(h: &H) {
                 .partitions(1),
         )
         .await;
-    let count = 2 * PURGE_BATCH as usize + 7;
+    let count = 2 * BULK_BATCH as usize + 7;
     let events: Vec<_> = (0..=count as u64).map(|n| ev("A", n)).collect();
     store
         .append("s", ExpectedVersion::Any, events.clone())
@@ -607,6 +614,92 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
     let audit_left = entries_of(&*store, "audit").await;
     assert_eq!(ids(&audit_left), vec![audit(2)], "the pending audit entry stays");
     assert_eq!(audit_left[0].state, EntryState::Pending);
+}
+
+/// Replay and discard of many dead entries run batch after batch of at most
+/// `BULK_BATCH`: a bounded batch takes the oldest matches and reports the highest seq it
+/// touched; an error-text filter over more than two batches of dead entries, every other
+/// one matching, replays exactly the matches; a destination-wide discard removes all the
+/// rest; a selector with neither an id nor a destination is refused and changes nothing.
+pub async fn dead_letter_bulk_operations_run_in_batches<H: Harness>(h: &H) {
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let count = 2 * BULK_BATCH as usize + 6;
+    let events: Vec<_> = (0..count as u64).map(|n| ev("A", n)).collect();
+    store
+        .append("s", ExpectedVersion::Any, events.clone())
+        .await
+        .expect("append");
+    let id = |i: usize| super::support::entry_id(&events[i], "hook");
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let now = OffsetDateTime::now_utc();
+    let results: Vec<_> = (0..count)
+        .map(|i| {
+            dead(
+                id(i),
+                1,
+                now,
+                if i % 2 == 0 { "read timeout" } else { "400 bad request" },
+            )
+        })
+        .collect();
+    store.record_results(&lease, &results).await.expect("record_results");
+    let timeouts = DeadFilter {
+        error_contains: Some("TIMEOUT".into()),
+        ..DeadFilter::default()
+    };
+    let first = store
+        .replay_dead_batch("hook", &timeouts, 2)
+        .await
+        .expect("replay a batch");
+    let all = entries_of(&*store, "hook").await;
+    let pending: Vec<Uuid> = all
+        .iter()
+        .filter(|e| e.state == EntryState::Pending)
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(pending, vec![id(0), id(2)], "a batch takes the oldest matches");
+    assert_eq!(first.count, 2);
+    assert_eq!(
+        first.last_seq,
+        Some(all[2].seq),
+        "and reports the highest seq it touched"
+    );
+
+    let replayed = store.replay_dead_matching(&timeouts).await.expect("replay the rest");
+    assert_eq!(replayed, count as u64 / 2 - 2);
+    assert_eq!(pending_and_dead(&*store).await, (count as u64 / 2, count as u64 / 2));
+    assert!(
+        entries_in(&*store, "hook", EntryState::Dead)
+            .await
+            .iter()
+            .all(|e| e.last_error.as_deref() == Some("400 bad request")),
+        "only the matches moved"
+    );
+
+    let refused = store.discard_dead(&DeadSelector::default()).await;
+    assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+    assert_eq!(
+        pending_and_dead(&*store).await,
+        (count as u64 / 2, count as u64 / 2),
+        "a refused selector changes nothing"
+    );
+
+    let whole = DeadSelector {
+        id: None,
+        destination: Some("hook".into()),
+    };
+    assert_eq!(store.discard_dead(&whole).await.expect("discard"), count as u64 / 2);
+    assert_eq!(pending_and_dead(&*store).await, (count as u64 / 2, 0));
 }
 
 /// A commit that writes outbox entries notifies the store's wakeup (in-process or
