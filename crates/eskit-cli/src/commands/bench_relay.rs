@@ -347,8 +347,24 @@ pub async fn latency(
         .config(relay_config(Duration::from_secs(1)))
         .policy(name, no_breaker())
         .start();
-    // Let the relay take its leases and start listening first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the relay take every partition's lease first, so that no measured delivery
+    // waits for one.
+    let outbox = relay_store.outbox();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (outbox.list_leases(name).await)
+        .map_err(CliError::store("latency: reading leases"))?
+        .iter()
+        .filter(|lease| lease.live)
+        .count()
+        < outbox.partitions() as usize
+    {
+        if Instant::now() >= deadline {
+            return Err(CliError::Failed(
+                "latency: the relay did not take its leases within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     let mut committed: Vec<(Uuid, Instant)> = Vec::with_capacity(events as usize);
     let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
