@@ -27,22 +27,25 @@ pub(crate) async fn append_on(
     expected: ExpectedVersion,
     events: &[EventData],
 ) -> Result<AppendResult> {
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let stored = sqlx::query(sql::SELECT_EVENTS_BY_ID)
-        .bind(to_json(&ids, "encoding event ids")?)
-        .fetch_all(&mut *conn)
+    let ids = to_json(
+        &events.iter().map(|e| e.id).collect::<Vec<Uuid>>(),
+        "encoding event ids",
+    )?;
+    let (actual, any_stored): (Option<i64>, bool) = sqlx::query_as(sql::SELECT_VERSION_AND_STORED)
+        .bind(stream_id)
+        .bind(&ids)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(|e| Error::database("looking up event ids", e))?;
-    if !stored.is_empty() {
+        .map_err(|e| Error::database("reading the stream version", e))?;
+    if any_stored {
+        let stored = sqlx::query(sql::SELECT_EVENTS_BY_ID)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::database("looking up event ids", e))?;
         let stored = stored.iter().map(recorded_event).collect::<Result<Vec<_>>>()?;
         return idempotent_repeat(options, stream_id, events, &stored);
     }
-
-    let actual: Option<i64> = sqlx::query_scalar(sql::SELECT_STREAM_VERSION)
-        .bind(stream_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| Error::database("reading the stream version", e))?;
     let actual = actual.map(|v| u64::try_from(v).unwrap_or(0));
     if !expected.accepts(actual) {
         return Err(Error::WrongExpectedVersion {

@@ -49,6 +49,11 @@ macro_rules! event_columns {
 /// The current version of a stream. Binds: stream id.
 pub const SELECT_STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = ?1";
 
+/// An append's first read, in one statement: the stream's version (NULL: no stream) and
+/// whether any of its event ids is already stored. Binds: stream id, JSON array of ids.
+pub const SELECT_VERSION_AND_STORED: &str = "SELECT (SELECT version FROM streams WHERE stream_id = ?1), \
+     EXISTS (SELECT 1 FROM events WHERE event_id IN (SELECT value FROM json_each(?2)))";
+
 /// Creates or moves a stream's version. Binds: stream id, new version.
 pub const UPSERT_STREAM_VERSION: &str = "INSERT INTO streams (stream_id, version) VALUES (?1, ?2) \
      ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version";

@@ -90,6 +90,15 @@ async fn hot_statements_use_their_indexes() {
         ),
         ("SELECT_EVENTS_BY_ID", sql::SELECT_EVENTS_BY_ID, 1, &["(event_id=?)"]),
         (
+            "SELECT_VERSION_AND_STORED",
+            sql::SELECT_VERSION_AND_STORED,
+            2,
+            &[
+                "streams USING INDEX sqlite_autoindex_streams_1 (stream_id=?)",
+                "(event_id=?)",
+            ],
+        ),
+        (
             "READ_STREAM_FORWARD",
             sql::READ_STREAM_FORWARD,
             3,
