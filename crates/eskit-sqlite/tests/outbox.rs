@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{ev, open, reopen};
 use eskit::{
-    DeadFilter, DeadSelector, EntryFilter, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion,
-    Lease, OutboxEntry, OutboxStore, PendingQuery, RouteFilter, StoreOptions, partition_of,
+    DeadSelector, EntryFilter, EntryOutcome, EntryResult, EntryState, Error, EventStore, ExpectedVersion, Lease,
+    OutboxEntry, OutboxStore, PendingQuery, RouteFilter, StoreOptions, partition_of,
 };
 use eskit_sqlite::SqliteStore;
 use serde_json::json;
@@ -556,73 +556,4 @@ async fn relays_announce_themselves_per_destination() {
     store.heartbeat("hook", "relay-b", Duration::ZERO).await.unwrap();
     assert_eq!(store.live_relays("hook").await.unwrap(), vec!["relay-a"]);
     assert_eq!(store.live_relays("other").await.unwrap(), vec!["relay-c"]);
-}
-
-#[tokio::test]
-async fn dead_letters_by_filter_in_sql() {
-    let (store, _dir) = open(
-        StoreOptions::default()
-            .with_outbox("hook", RouteFilter::all())
-            .with_outbox("queue", RouteFilter::all())
-            .partitions(1),
-    )
-    .await;
-    for s in ["a", "b", "c", "d"] {
-        append(&store, s, 1).await;
-    }
-    let t0 = OffsetDateTime::now_utc() - time::Duration::hours(2);
-    let errors = ["HTTP 400 Bad Request", "http 410 gone", "timeout", "HTTP 400 again"];
-    for dest in ["hook", "queue"] {
-        let l = store.try_acquire_lease(dest, 0, "relay", TTL).await.unwrap().unwrap();
-        let e = store.fetch_pending(&l, &PendingQuery::FromOldest, 100).await.unwrap();
-        let results: Vec<_> = e
-            .iter()
-            .enumerate()
-            .map(|(i, e)| EntryResult {
-                id: e.id,
-                attempts: 3,
-                outcome: EntryOutcome::Dead {
-                    at: t0 + time::Duration::minutes(30 * i as i64),
-                    error: errors[i].into(),
-                },
-            })
-            .collect();
-        store.record_results(&l, &results).await.unwrap();
-    }
-    let filter = |dest: Option<&str>| DeadFilter {
-        destination: dest.map(str::to_string),
-        ..DeadFilter::default()
-    };
-    assert_eq!(store.list_dead(&filter(None)).await.unwrap().len(), 8);
-    assert_eq!(store.list_dead(&filter(Some("hook"))).await.unwrap().len(), 4);
-    let by_error = DeadFilter {
-        error_contains: Some("http 4".into()),
-        ..filter(Some("hook"))
-    };
-    let found = store.list_dead(&by_error).await.unwrap();
-    assert_eq!(found.len(), 3, "case-insensitive match");
-    assert!(found.iter().all(|e| by_error.matches(e)));
-    let window = DeadFilter {
-        dead_from: Some(t0 + time::Duration::minutes(30)),
-        dead_to: Some(t0 + time::Duration::minutes(90)),
-        ..filter(Some("hook"))
-    };
-    let found = store.list_dead(&window).await.unwrap();
-    assert_eq!(
-        found.iter().map(|e| e.last_error.clone().unwrap()).collect::<Vec<_>>(),
-        vec![errors[1], errors[2]]
-    );
-    let paged = DeadFilter {
-        after_seq: Some(found[0].seq),
-        limit: Some(1),
-        ..filter(None)
-    };
-    assert_eq!(store.list_dead(&paged).await.unwrap().len(), 1);
-
-    assert_eq!(store.replay_dead_matching(&by_error).await.unwrap(), 3);
-    assert_eq!(store.list_dead(&filter(Some("hook"))).await.unwrap().len(), 1);
-    assert_eq!(store.discard_dead_matching(&filter(Some("queue"))).await.unwrap(), 4);
-    assert_eq!(store.discard_dead_matching(&DeadFilter::default()).await.unwrap(), 1);
-    assert!(store.list_dead(&filter(None)).await.unwrap().is_empty());
-    assert_eq!(all_entries(&store).await.len(), 3);
 }

@@ -20,6 +20,7 @@
 
 mod atomicity;
 mod bad_input;
+mod dead_letters;
 mod outbox;
 mod relay;
 mod routes;
@@ -30,6 +31,7 @@ mod webhook;
 
 pub use atomicity::*;
 pub use bad_input::*;
+pub use dead_letters::*;
 pub use outbox::*;
 pub use relay::*;
 pub use routes::*;
@@ -79,6 +81,8 @@ macro_rules! conformance_tests {
             purge_delivered_runs_in_batches,
             dead_letter_queue_operations,
             dead_letter_bulk_operations_run_in_batches,
+            list_dead_agrees_with_the_reference_filter,
+            replay_and_discard_touch_only_the_matches,
             commit_wakes_the_relay,
             destinations_disable_and_enable,
             relay_heartbeats,

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eskit::{
-    BreakerConfig, Destination, DestinationPolicy, Destinations, EntryFilter, EntryState, EventData, EventStore,
-    OutboxEntry, OutboxStore, RecordedEvent, Relay, RelayConfig, RelayHandle, RetryPolicy,
+    BreakerConfig, Destination, DestinationPolicy, Destinations, EntryFilter, EntryOutcome, EntryResult, EntryState,
+    EventData, EventStore, OutboxEntry, OutboxStore, RecordedEvent, Relay, RelayConfig, RelayHandle, RetryPolicy,
 };
 use serde_json::json;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::checker::{Checker, Report};
@@ -21,6 +22,47 @@ pub const SHORT: Duration = Duration::from_secs(20);
 /// An event of type `event_type` with payload `{"n": n}`.
 pub fn ev(event_type: &str, n: u64) -> EventData {
     EventData::json(event_type, &json!({ "n": n })).expect("serializable payload")
+}
+
+/// Lease time the outbox-contract tests take leases for.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The ids of `entries`, in order.
+pub fn ids(entries: &[OutboxEntry]) -> Vec<Uuid> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+/// A delivered result.
+pub fn delivered(id: Uuid, attempts: u32, at: OffsetDateTime) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Delivered { at },
+    }
+}
+
+/// A retry result.
+pub fn retry(id: Uuid, attempts: u32, next_attempt_at: OffsetDateTime, error: &str) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Retry {
+            next_attempt_at,
+            error: error.to_string(),
+        },
+    }
+}
+
+/// A dead-letter result.
+pub fn dead(id: Uuid, attempts: u32, at: OffsetDateTime, error: &str) -> EntryResult {
+    EntryResult {
+        id,
+        attempts,
+        outcome: EntryOutcome::Dead {
+            at,
+            error: error.to_string(),
+        },
+    }
 }
 
 /// The outbox entry id a route gives `event` for `destination`.
