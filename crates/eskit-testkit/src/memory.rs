@@ -394,11 +394,22 @@ fn ttl_end(ttl: Duration) -> OffsetDateTime {
     now() + ttl
 }
 
-fn holds(state: &State, lease: &Lease) -> bool {
+/// The lease's row when it is still held by this owner with this epoch.
+fn held<'s>(state: &'s State, lease: &Lease) -> Option<&'s LeaseRow> {
     state
         .leases
         .get(&(lease.destination.clone(), lease.partition))
-        .is_some_and(|row| row.owner == lease.owner && row.epoch == lease.epoch)
+        .filter(|row| row.owner == lease.owner && row.epoch == lease.epoch)
+}
+
+fn holds(state: &State, lease: &Lease) -> bool {
+    held(state, lease).is_some()
+}
+
+/// Whether `lease` is held and not expired: what result writes are fenced by (as the
+/// SQL backends do), so an expired lease writes nothing even before a takeover.
+fn holds_live(state: &State, lease: &Lease) -> bool {
+    held(state, lease).is_some_and(|row| row.expires > now())
 }
 
 impl State {
@@ -574,7 +585,7 @@ impl OutboxStore for MemoryStore {
 
     async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()> {
         self.write(|state| {
-            if !holds(state, lease) {
+            if !holds_live(state, lease) {
                 return Err(Error::LeaseLost {
                     destination: lease.destination.clone(),
                     partition: lease.partition,
@@ -644,13 +655,15 @@ impl OutboxStore for MemoryStore {
             }
         }
         let now = now();
-        Ok(by_dest
+        let statuses = by_dest
             .into_values()
             .map(|(mut s, oldest)| {
                 s.oldest_pending_age_secs = oldest.map(|o| (now - o).as_seconds_f64().max(0.0));
                 s
             })
-            .collect())
+            .collect();
+        // Known destinations without entries are listed too, with zero counts.
+        Ok(DestinationStatus::with_known(statuses, &self.options.destinations))
     }
 
     async fn list_entries(&self, filter: &EntryFilter) -> Result<Vec<OutboxEntry>> {

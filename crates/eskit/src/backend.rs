@@ -363,7 +363,9 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn fetch_pending(&self, lease: &Lease, query: &PendingQuery, limit: u32) -> Result<Vec<OutboxEntry>>;
 
     /// Writes delivery results in one statement, fenced by the lease: when the lease is
-    /// no longer held with this epoch, nothing is written and `Error::LeaseLost` returned.
+    /// no longer held with this epoch, or has expired (even before anyone took it over),
+    /// nothing is written and `Error::LeaseLost` returned. Results for entries that are
+    /// no longer pending are ignored.
     async fn record_results(&self, lease: &Lease, results: &[EntryResult]) -> Result<()>;
 
     /// Destinations with any entries.

@@ -219,9 +219,11 @@ pub async fn replay_and_discard_touch_only_the_matches<H: Harness>(h: &H) {
     );
 }
 
-/// The dead-letter queue: list by destination, replay one entry or a whole
-/// destination (attempts reset, due now), discard one or a destination; only dead
-/// entries are touched.
+/// The dead-letter queue: list by destination (paged by `after_seq` and `limit`) and
+/// entries by stream; replay one entry or a whole destination (attempts reset,
+/// `dead_at` cleared, due now, the last error kept), discard one or a destination; an
+/// entry selected by id with another destination is not touched; only dead entries are
+/// touched.
 pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
     let store = h
         .open(
@@ -269,7 +271,46 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
         (5, Some("500 x5"))
     );
     assert_eq!(entries_in(&*store, "audit", EntryState::Dead).await.len(), 2);
+    let page = store
+        .list_entries(&EntryFilter {
+            destination: Some("hook".into()),
+            state: Some(EntryState::Dead),
+            after_seq: Some(listed[0].seq),
+            limit: Some(1),
+            ..EntryFilter::default()
+        })
+        .await
+        .expect("list_entries page");
+    assert_eq!(
+        ids(&page),
+        vec![hook(1)],
+        "a page starts after `after_seq`, `limit` long"
+    );
+    let of_s1 = store
+        .list_entries(&EntryFilter {
+            stream_id: Some("s1".into()),
+            ..EntryFilter::default()
+        })
+        .await
+        .expect("list_entries of a stream");
+    let (mut found, mut expected) = (ids(&of_s1), vec![hook(1), audit(1)]);
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "a stream's entries in every destination");
 
+    let elsewhere = DeadSelector {
+        id: Some(hook(1)),
+        destination: Some("audit".into()),
+    };
+    assert_eq!(
+        store
+            .replay_dead(&elsewhere)
+            .await
+            .expect("replay with another destination"),
+        0,
+        "an id with another destination replays nothing"
+    );
+    assert_eq!(entry(&*store, hook(1)).await.expect("entry").state, EntryState::Dead);
     let one = DeadSelector {
         id: Some(hook(1)),
         destination: None,
@@ -277,9 +318,14 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
     assert_eq!(store.replay_dead(&one).await.expect("replay one"), 1);
     let replayed = entry(&*store, hook(1)).await.expect("entry");
     assert_eq!(
-        (replayed.state, replayed.attempts),
-        (EntryState::Pending, 0),
-        "replay resets attempts"
+        (replayed.state, replayed.attempts, replayed.dead_at),
+        (EntryState::Pending, 0, None),
+        "replay resets attempts and clears dead_at"
+    );
+    assert_eq!(
+        replayed.last_error.as_deref(),
+        Some("500 x5"),
+        "the last error is kept for history"
     );
     assert!(
         replayed.next_attempt_at <= OffsetDateTime::now_utc() + time::Duration::seconds(2),
@@ -316,6 +362,12 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
         vec![hook(0), hook(1), hook(2)],
         "replayed entries are pending again"
     );
+    let errors: Vec<_> = pending.iter().map(|e| e.last_error.as_deref()).collect();
+    assert_eq!(
+        errors,
+        vec![Some("500 x5"), Some("500 x5"), Some("410")],
+        "a destination's replay keeps the last errors too"
+    );
 
     assert_eq!(
         store
@@ -332,7 +384,19 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
         store
             .discard_dead(&DeadSelector {
                 id: Some(audit(0)),
-                destination: None
+                destination: Some("hook".into())
+            })
+            .await
+            .expect("discard with another destination"),
+        0,
+        "an id with another destination discards nothing"
+    );
+    assert_eq!(entry(&*store, audit(0)).await.expect("entry").state, EntryState::Dead);
+    assert_eq!(
+        store
+            .discard_dead(&DeadSelector {
+                id: Some(audit(0)),
+                destination: Some("audit".into())
             })
             .await
             .expect("discard one"),
@@ -358,7 +422,8 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
 /// `BULK_BATCH`: a bounded batch takes the oldest matches and reports the highest seq it
 /// touched; an error-text filter over more than two batches of dead entries, every other
 /// one matching, replays exactly the matches; a destination-wide discard removes all the
-/// rest; a selector with neither an id nor a destination is refused and changes nothing.
+/// rest; a selector with neither an id nor a destination is refused (replay and discard)
+/// and changes nothing.
 pub async fn dead_letter_bulk_operations_run_in_batches<H: Harness>(h: &H) {
     let store = h
         .open(
@@ -425,6 +490,8 @@ pub async fn dead_letter_bulk_operations_run_in_batches<H: Harness>(h: &H) {
     );
 
     let refused = store.discard_dead(&DeadSelector::default()).await;
+    assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+    let refused = store.replay_dead(&DeadSelector::default()).await;
     assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
     assert_eq!(
         pending_and_dead(&*store).await,

@@ -153,6 +153,7 @@ mod tests {
             include_str!("bad_input.rs"),
             include_str!("routes.rs"),
             include_str!("outbox.rs"),
+            include_str!("dead_letters.rs"),
             include_str!("relay.rs"),
         ];
         let mut n = 0;
