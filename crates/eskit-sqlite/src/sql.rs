@@ -297,13 +297,13 @@ pub const RECORD_DELIVERED: &str = concat!(
 // Leases
 // ---------------------------------------------------------------------------------
 
-/// Takes a lease if free, expired or already ours; a change of owner increments the
-/// epoch. Returns the epoch, or no row when someone else holds it.
+/// Takes a lease if free, expired or already ours; a change of owner or a lapse
+/// increments the epoch. Returns the epoch, or no row when someone else holds it.
 /// Binds: destination, partition, owner, now, expires at.
 pub const ACQUIRE_LEASE: &str = "INSERT INTO outbox_leases (destination, \"partition\", owner, epoch, expires_at) \
      VALUES (?1, ?2, ?3, 1, ?5) \
      ON CONFLICT (destination, \"partition\") DO UPDATE SET \
-        epoch = CASE WHEN outbox_leases.owner = excluded.owner \
+        epoch = CASE WHEN outbox_leases.owner = excluded.owner AND outbox_leases.expires_at > ?4 \
                      THEN outbox_leases.epoch ELSE outbox_leases.epoch + 1 END, \
         owner = excluded.owner, \
         expires_at = excluded.expires_at \

@@ -488,8 +488,8 @@ impl OutboxStore for MemoryStore {
             let key = (destination.to_string(), partition);
             let epoch = match state.leases.get(&key) {
                 None => 1,
-                Some(row) if row.owner == owner => row.epoch,
                 Some(row) if row.expires <= now() => row.epoch + 1,
+                Some(row) if row.owner == owner => row.epoch,
                 Some(_) => return Ok(None),
             };
             state.leases.insert(

@@ -341,7 +341,9 @@ pub trait OutboxStore: Send + Sync + 'static {
     }
 
     /// Takes the lease on (destination, partition) if it is free, expired, or already
-    /// ours (then it is renewed, same epoch). A change of owner increments the epoch.
+    /// ours and live (then it is renewed, same epoch). A change of owner, and any
+    /// acquisition of an expired lease (even by its last owner), increments the epoch, so
+    /// nothing written under the lapsed lease passes the fence.
     async fn try_acquire_lease(
         &self,
         destination: &str,

@@ -186,6 +186,26 @@ pub async fn leases_are_exclusive_and_fenced<H: Harness>(h: &H) {
     let leases = store.list_leases("expiring").await.expect("list_leases");
     assert_eq!(leases.len(), 1);
     assert_eq!((leases[0].owner.as_str(), leases[0].live), ("relay-d", true));
+
+    // The last owner re-acquiring its own lapsed lease gets a new epoch too, so work
+    // begun under the lapsed one cannot pass the fence.
+    let e = acquire("expiring", other, "relay-e", Duration::from_millis(300))
+        .await
+        .expect("granted");
+    let lapsed = wait_until(SHORT, || async {
+        let leases = store.list_leases("expiring").await.expect("list_leases");
+        leases.iter().any(|l| l.partition == other && !l.live)
+    })
+    .await;
+    assert!(lapsed, "the lease lapses");
+    let again = acquire("expiring", other, "relay-e", TTL)
+        .await
+        .expect("the last owner takes its lapsed lease again");
+    assert!(again.epoch > e.epoch, "a lapsed lease comes back with a higher epoch");
+    assert!(
+        !store.renew_lease(&e, TTL).await.expect("renew"),
+        "the lapsed lease's epoch is fenced off"
+    );
 }
 
 /// `fetch_pending`: `FromOldest` returns pending entries in seq order (also those not
