@@ -271,7 +271,7 @@ impl SqliteStore {
         tx.commit()
             .await
             .map_err(|e| Error::database("committing the append", e))?;
-        if autocommit && result.outbox_entries > 0 {
+        if autocommit && result.outbox_entries > 0 && !result.idempotent_repeat {
             self.notify_partitions([partition_of(stream_id, options.partitions)]);
         }
         Ok(result)

@@ -1,16 +1,12 @@
-//! Atomicity: events, outbox entries and the application's own writes commit or roll
-//! back together, through `SqliteStore::begin` and through the application's own sqlx
-//! transaction.
+//! SQLite-specific transactions: appending and writing messages inside the
+//! application's own sqlx transaction (`append_in` / `write_outbox_in`, `BEGIN
+//! IMMEDIATE`), and the single-writer lock. The backend-independent atomicity checks
+//! are in the conformance suite (`eskit_testkit::suite`).
 
 mod common;
 
-use std::time::Duration;
-
 use common::{ev, open};
-use eskit::{
-    EntryFilter, Error, EventStore, ExpectedVersion, OutboxMessage, OutboxStore, RouteFilter, StoreOptions,
-    StoreTransaction, TransactionalStore,
-};
+use eskit::{EntryFilter, Error, EventStore, ExpectedVersion, OutboxMessage, OutboxStore, RouteFilter, StoreOptions};
 use eskit_sqlite::SqliteStore;
 use serde_json::json;
 use sqlx::{Connection, SqliteConnection};
@@ -54,131 +50,6 @@ async fn counts(store: &SqliteStore) -> (usize, usize) {
         .unwrap()
         .len();
     (events, entries)
-}
-
-#[tokio::test]
-async fn commit_keeps_events_entries_and_app_rows_together() {
-    let (store, _dir) = open(options()).await;
-    create_app_table(&store).await;
-    let wakeup = store.wakeup();
-    let notified = wakeup.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-
-    let mut tx = store.begin().await.unwrap();
-    tx.append(
-        "order-1",
-        ExpectedVersion::NoStream,
-        vec![ev("Placed", json!({"n": 1}))],
-    )
-    .await
-    .unwrap();
-    tx.append(
-        "order-2",
-        ExpectedVersion::NoStream,
-        vec![ev("Placed", json!({"n": 2}))],
-    )
-    .await
-    .unwrap();
-    let msg = OutboxMessage::json("emails", "order-1", "SendEmail", &json!({"to": "a@example.com"})).unwrap();
-    let msg_id = msg.id;
-    assert_eq!(tx.write_outbox(msg).await.unwrap(), msg_id);
-    app_write(tx.conn(), "order-1").await;
-
-    // Not visible to other connections before the commit.
-    assert_eq!(counts(&store).await, (0, 0));
-    tx.commit().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), notified)
-        .await
-        .expect("commit wakes the relay");
-
-    assert_eq!(counts(&store).await, (2, 3));
-    assert_eq!(app_rows(&store).await, vec!["order-1"]);
-    let emails = store
-        .list_entries(&EntryFilter {
-            destination: Some("emails".into()),
-            ..EntryFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(emails.len(), 1);
-    assert_eq!(emails[0].id, msg_id);
-    assert_eq!(emails[0].event_type, "SendEmail");
-    assert_eq!(emails[0].event_id, None);
-    assert_eq!(emails[0].partition, eskit::partition_of("order-1", 16));
-}
-
-#[tokio::test]
-async fn rollback_and_drop_leave_nothing() {
-    let (store, _dir) = open(options()).await;
-    create_app_table(&store).await;
-
-    let mut tx = store.begin().await.unwrap();
-    tx.append("order-1", ExpectedVersion::Any, vec![ev("Placed", json!({}))])
-        .await
-        .unwrap();
-    tx.write_outbox(OutboxMessage::json("emails", "order-1", "SendEmail", &json!({})).unwrap())
-        .await
-        .unwrap();
-    app_write(tx.conn(), "rolled-back").await;
-    tx.rollback().await.unwrap();
-
-    {
-        let mut tx = store.begin().await.unwrap();
-        tx.append("order-1", ExpectedVersion::Any, vec![ev("Placed", json!({}))])
-            .await
-            .unwrap();
-        app_write(tx.conn(), "dropped").await;
-        // Dropped without commit.
-    }
-
-    // Through the trait objects too.
-    let mut tx = TransactionalStore::begin(&store).await.unwrap();
-    StoreTransaction::append(&mut tx, "order-1", ExpectedVersion::Any, vec![ev("Placed", json!({}))])
-        .await
-        .unwrap();
-    StoreTransaction::rollback(tx).await.unwrap();
-
-    assert_eq!(counts(&store).await, (0, 0));
-    assert!(app_rows(&store).await.is_empty());
-    assert_eq!(store.stream_version("order-1").await.unwrap(), None);
-
-    // The store still works afterwards (the write lock and connection were released).
-    store
-        .append("order-1", ExpectedVersion::NoStream, vec![ev("Placed", json!({}))])
-        .await
-        .unwrap();
-    assert_eq!(counts(&store).await, (1, 1));
-}
-
-#[tokio::test]
-async fn a_failed_append_inside_a_transaction_leaves_the_rest_of_it_intact() {
-    let (store, _dir) = open(options()).await;
-    create_app_table(&store).await;
-    let mut tx = store.begin().await.unwrap();
-    tx.append("a", ExpectedVersion::NoStream, vec![ev("A", json!(1))])
-        .await
-        .unwrap();
-    let err = tx
-        .append("a", ExpectedVersion::NoStream, vec![ev("A", json!(2))])
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::WrongExpectedVersion { actual: Some(1), .. }),
-        "{err}"
-    );
-    let err = tx
-        .write_outbox(OutboxMessage::json("nowhere", "a", "T", &json!({})).unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::UnknownDestination(ref d) if d == "nowhere"),
-        "{err}"
-    );
-    app_write(tx.conn(), "kept").await;
-    tx.commit().await.unwrap();
-    assert_eq!(counts(&store).await, (1, 1));
-    assert_eq!(app_rows(&store).await, vec!["kept"]);
 }
 
 #[tokio::test]
@@ -321,27 +192,4 @@ async fn writers_wait_for_an_open_transaction() {
     tx.commit().await.unwrap();
     let r = waiter.await.unwrap().unwrap();
     assert_eq!(r.first_version, 2);
-}
-
-#[tokio::test]
-async fn explicit_messages_are_validated() {
-    let (store, _dir) = open(options().max_payload_bytes(64)).await;
-    let mut tx = store.begin().await.unwrap();
-    let cases = [
-        OutboxMessage::json("unknown", "s", "T", &json!({})).unwrap(),
-        OutboxMessage::json("emails", "", "T", &json!({})).unwrap(),
-        OutboxMessage::json("emails", "s", "", &json!({})).unwrap(),
-        OutboxMessage::json("emails", "s", "T", &json!("x".repeat(100))).unwrap(),
-        OutboxMessage::from_json_str("emails", "s", "T", r#"{"a":"\u0000"}"#).unwrap(),
-    ];
-    for (i, msg) in cases.into_iter().enumerate() {
-        let err = tx.write_outbox(msg).await.unwrap_err();
-        if i == 0 {
-            assert!(matches!(err, Error::UnknownDestination(_)), "{err}");
-        } else {
-            assert!(err.is_validation(), "{err}");
-        }
-    }
-    tx.commit().await.unwrap();
-    assert_eq!(counts(&store).await, (0, 0));
 }

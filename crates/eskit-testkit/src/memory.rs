@@ -23,8 +23,6 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 struct StoredEvent {
     recorded: RecordedEvent,
-    payload_text: String,
-    metadata_text: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,10 +151,18 @@ fn append_in(
     for e in &events {
         if let Some(&i) = state.by_event_id.get(&e.id) {
             let stored = &state.events[i];
+            // Content is compared as JSON (whitespace and key order do not matter), as
+            // the database backends do.
+            let parsed = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+            let same_metadata = match (&e.metadata, &stored.recorded.metadata) {
+                (None, None) => true,
+                (Some(m), Some(v)) => parsed(m.get()).as_ref() == Some(v),
+                _ => false,
+            };
             let same = stored.recorded.stream_id == stream_id
                 && stored.recorded.event_type == e.event_type
-                && stored.payload_text == e.payload.get()
-                && stored.metadata_text.as_deref() == e.metadata.as_ref().map(|m| m.get());
+                && parsed(e.payload.get()).as_ref() == Some(&stored.recorded.payload)
+                && same_metadata;
             if !same {
                 return Err(Error::IdempotencyConflict { event_id: e.id });
             }
@@ -174,7 +180,11 @@ fn append_in(
             last_version: last.stream_version,
             first_position: first.position,
             last_position: last.position,
-            outbox_entries: 0,
+            // What the routes give these events, as when they were first appended.
+            outbox_entries: options
+                .routes
+                .entries_for(stream_id, first.stream_version, &events, options.partitions)
+                .len(),
             idempotent_repeat: true,
         });
     }
@@ -223,11 +233,7 @@ fn append_in(
             recorded_at,
         };
         state.by_event_id.insert(e.id, state.events.len());
-        state.events.push(StoredEvent {
-            recorded,
-            payload_text: e.payload.get().to_string(),
-            metadata_text: e.metadata.as_ref().map(|m| m.get().to_string()),
-        });
+        state.events.push(StoredEvent { recorded });
     }
     let last_version = first_version + events.len() as u64 - 1;
     state.streams.insert(stream_id.to_string(), last_version);

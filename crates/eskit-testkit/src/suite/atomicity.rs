@@ -84,11 +84,13 @@ pub async fn drop_without_commit_leaves_nothing<H: Harness>(h: &H) {
 }
 
 /// A committed transaction keeps all of it: events of both streams, route entries,
-/// the explicit message and the application row.
+/// the explicit message and the application row. Until the commit none of it is
+/// visible outside the transaction (and reading does not wait for it).
 pub async fn commit_keeps_everything<H: Harness>(h: &H) {
     let store = h.open(options()).await;
     let mut tx = store.begin().await.expect("begin");
     let message_id = fill(h, &mut tx, "committed").await;
+    assert_nothing(h, &store, "committed", "before the commit").await;
     tx.commit().await.expect("commit");
 
     let events = all_events(&*store).await;
@@ -116,7 +118,9 @@ pub async fn commit_keeps_everything<H: Harness>(h: &H) {
     assert_eq!(store.stream_version("order-1").await.expect("version"), Some(3));
 }
 
-/// A conflict inside a transaction fails that append only; the rest commits.
+/// A conflict inside a transaction fails that append only: what the transaction wrote
+/// before it stays (a conflict with the transaction's own append reports that version),
+/// as after a rejected message; the rest commits.
 pub async fn conflict_in_transaction_writes_nothing<H: Harness>(h: &H) {
     let store = h.open(options()).await;
     store
@@ -124,10 +128,25 @@ pub async fn conflict_in_transaction_writes_nothing<H: Harness>(h: &H) {
         .await
         .expect("seed");
     let mut tx = store.begin().await.expect("begin");
+    h.app_write(&mut tx, "before-conflict").await;
+    tx.append("u", ExpectedVersion::NoStream, vec![ev("C", 1)])
+        .await
+        .expect("append u");
     match tx.append("s", ExpectedVersion::NoStream, vec![ev("A", 2)]).await {
         Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, Some(1)),
         other => panic!("expected a conflict, got {other:?}"),
     }
+    match tx.append("u", ExpectedVersion::NoStream, vec![ev("C", 2)]).await {
+        Err(Error::WrongExpectedVersion { actual, .. }) => {
+            assert_eq!(actual, Some(1), "the transaction's own append counts")
+        }
+        other => panic!("expected a conflict with the transaction's own append, got {other:?}"),
+    }
+    let unknown = OutboxMessage::json("nowhere", "u", "Ping", &json!({})).expect("message");
+    assert!(
+        matches!(tx.write_outbox(unknown).await, Err(Error::UnknownDestination(_))),
+        "a message to an unknown destination is refused"
+    );
     tx.append("t", ExpectedVersion::NoStream, vec![ev("B", 1)])
         .await
         .expect("the transaction stays usable");
@@ -135,10 +154,15 @@ pub async fn conflict_in_transaction_writes_nothing<H: Harness>(h: &H) {
     tx.commit().await.expect("commit");
     let events = all_events(&*store).await;
     assert_eq!(
-        events.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
-        vec!["s", "t"],
-        "the failed append wrote nothing"
+        events
+            .iter()
+            .map(|e| (e.stream_id.as_str(), e.stream_version))
+            .collect::<Vec<_>>(),
+        vec![("s", 1), ("u", 1), ("t", 1)],
+        "the failed appends wrote nothing, the work before them stayed"
     );
-    assert_eq!(super::support::entries_of(&*store, "hook").await.len(), 2);
+    assert_eq!(super::support::entries_of(&*store, "hook").await.len(), 3);
+    assert!(super::support::entries_of(&*store, "mail").await.is_empty());
+    assert!(h.app_row_exists(&store, "before-conflict").await);
     assert!(h.app_row_exists(&store, "after-conflict").await);
 }

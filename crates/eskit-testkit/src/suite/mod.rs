@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             stream_version_follows_appends,
             expected_version_semantics,
             concurrent_appends_to_one_stream,
+            large_append_keeps_order,
             idempotent_append_is_noop,
             idempotent_append_conflicts_on_different_content,
             validation_rejects_bad_input,

@@ -158,7 +158,8 @@ pub async fn retries_follow_the_policy<H: Harness>(h: &H) {
     assert!(dead.dead_at.is_some());
 }
 
-/// A destination's retry-after wins over the backoff schedule.
+/// A destination's retry-after wins over the backoff schedule; the entry delivered
+/// on its second attempt records both attempts.
 pub async fn retry_after_wins_over_backoff<H: Harness>(h: &H) {
     let store = h.open(hook(1)).await;
     let event = ev("A", 1);
@@ -196,7 +197,12 @@ pub async fn retry_after_wins_over_backoff<H: Harness>(h: &H) {
         failed.finished_at
     );
     sink.open();
-    wait_state(&*store, id, EntryState::Delivered, "after retry-after").await;
+    let delivered = wait_state(&*store, id, EntryState::Delivered, "after retry-after").await;
+    assert_eq!(
+        delivered.attempts, 2,
+        "a delivered entry counts its failed attempt too: {delivered:?}"
+    );
+    assert!(delivered.delivered_at.is_some(), "{delivered:?}");
     let second = sink.records_for(id).pop().expect("record");
     assert!(second.success);
     assert!(
@@ -521,6 +527,8 @@ impl Destination for Counted {
 
 /// Two relays, each with its own connection pool (as two processes), share the
 /// partitions of one database: both deliver, nothing is lost, no stream is reordered.
+/// When one crashes, the running other takes over its partitions once their leases
+/// expire and delivers the rest.
 pub async fn two_relays_share_the_work<H: Harness>(h: &H) {
     let options = hook(8);
     let store_a = h.open(options.clone()).await;
@@ -556,14 +564,29 @@ pub async fn two_relays_share_the_work<H: Harness>(h: &H) {
     let stores = [store_a.clone(), store_b.clone()];
     append_streams(&stores, "order-", 40, 15, 4).await;
     settle(&*store_a, "hook", "two relays").await;
-    relay_a.shutdown().await;
+
+    // One relay crashes: the other, still running, takes its partitions over once
+    // their leases expire and delivers what is appended afterwards.
+    relay_a.abort();
+    append_streams(&stores, "late-", 20, 5, 2).await;
+    let taken_over = wait_until(SETTLE, || async {
+        let leases = store_b.list_leases("hook").await.expect("list_leases");
+        leases.len() == 8 && leases.iter().all(|l| l.live && l.owner == "relay-b")
+    })
+    .await;
+    assert!(
+        taken_over,
+        "relay-b holds every partition: {:?}",
+        store_b.list_leases("hook").await
+    );
+    settle(&*store_b, "hook", "after one relay crashed").await;
     relay_b.shutdown().await;
 
     let report = report(&*store_a, "hook", sink.observed()).await;
     assert!(report.is_ok(), "{report}");
     assert_eq!(
         (report.committed, report.delivered, report.dead),
-        (600, 600, 0),
+        (700, 700, 0),
         "{report}"
     );
     assert!(

@@ -8,14 +8,17 @@ use eskit::{
     StoreTransaction, TransactionalStore, ValidationError,
 };
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::support::{all_events, ev, snapshot};
 use crate::Harness;
 
 /// Appends five events and reads them forward, backward and in pieces: versions,
-/// ids, types, payloads, metadata and increasing positions come back as written.
+/// ids, types, payloads, metadata and increasing positions come back as written, each
+/// with the time it was recorded.
 pub async fn append_and_read_stream<H: Harness>(h: &H) {
     let store = h.open(StoreOptions::default()).await;
+    let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
     let mut events: Vec<EventData> = (1..=5).map(|n| ev("Counted", n)).collect();
     events[0] = events[0]
         .clone()
@@ -25,6 +28,7 @@ pub async fn append_and_read_stream<H: Harness>(h: &H) {
         .append("counter-1", ExpectedVersion::NoStream, events.clone())
         .await
         .expect("append");
+    let after = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
     assert_eq!((r.first_version, r.last_version), (1, 5));
     assert!(
         r.last_position >= r.first_position + 4,
@@ -45,6 +49,11 @@ pub async fn append_and_read_stream<H: Harness>(h: &H) {
         assert_eq!(got.event_id, sent.id);
         assert_eq!(got.event_type, "Counted");
         assert_eq!(got.payload, json!({"n": i as u64 + 1}));
+        assert!(
+            before <= got.recorded_at && got.recorded_at <= after,
+            "recorded_at {} is the append time",
+            got.recorded_at
+        );
     }
     assert_eq!(forward[0].position, r.first_position);
     assert_eq!(forward[4].position, r.last_position);
@@ -76,6 +85,14 @@ pub async fn append_and_read_stream<H: Harness>(h: &H) {
     assert_eq!(
         back_part.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         vec![3, 2]
+    );
+    let back_from_first = store
+        .read_stream("counter-1", 1, 10, ReadDirection::Backward)
+        .await
+        .expect("read backward from 1");
+    assert_eq!(
+        back_from_first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1]
     );
 
     let past_end = store
@@ -229,7 +246,9 @@ pub async fn expected_version_semantics<H: Harness>(h: &H) {
 
 /// `TASKS` tasks each append `PER_TASK` events to one stream with `Exact(v)`, re-reading
 /// the version after each conflict: every version has exactly one winner, the stream's
-/// versions are contiguous, nothing is lost or doubled.
+/// versions are contiguous, nothing is lost or doubled. Then `Any` appends from two
+/// handles on one database race to create the same streams: all succeed, versions are
+/// contiguous, and each event has its entry, in version order.
 pub async fn concurrent_appends_to_one_stream<H: Harness>(h: &H) {
     const TASKS: usize = 8;
     const PER_TASK: usize = 10;
@@ -295,13 +314,14 @@ pub async fn concurrent_appends_to_one_stream<H: Harness>(h: &H) {
 
     // `Any` appends racing to create the same streams all succeed: each writer waits for
     // the one creating the stream and appends after it. Their entries follow the versions.
+    // Half of the writers go through a second handle (its own pool, as another process).
     const STREAMS: usize = 20;
-    let store = h
-        .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
-        .await;
+    let options = StoreOptions::default().with_outbox("hook", RouteFilter::all());
+    let store = h.open(options.clone()).await;
+    let other = h.reopen(&store, options).await;
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..TASKS {
-        let store = Arc::clone(&store);
+        let store = Arc::clone(if t % 2 == 0 { &store } else { &other });
         tasks.spawn(async move {
             for k in 0..STREAMS {
                 store
@@ -314,6 +334,10 @@ pub async fn concurrent_appends_to_one_stream<H: Harness>(h: &H) {
     while let Some(done) = tasks.join_next().await {
         done.expect("append task");
     }
+    let events = all_events(&*other).await;
+    assert_eq!(events.len(), TASKS * STREAMS, "the second handle sees every event");
+    let distinct: BTreeSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(distinct.len(), events.len(), "no event stored twice");
     let entries = super::support::entries_of(&*store, "hook").await;
     assert_eq!(entries.len(), TASKS * STREAMS, "one entry per event");
     for k in 0..STREAMS {
@@ -335,13 +359,83 @@ pub async fn concurrent_appends_to_one_stream<H: Harness>(h: &H) {
     }
 }
 
+/// One append of 5 000 events with two routes (one of them a predicate) stores every
+/// event in order (versions, payloads, increasing positions within the reported range)
+/// and writes one entry per event and matching route, each destination's entries in
+/// version order.
+pub async fn large_append_keeps_order<H: Harness>(h: &H) {
+    const N: u64 = 5000;
+    let store = h
+        .open(
+            StoreOptions::default()
+                .with_outbox("hook", RouteFilter::all())
+                .with_outbox("evens", RouteFilter::all().predicate(|_, e| e.event_type == "Even")),
+        )
+        .await;
+    store
+        .append("before", ExpectedVersion::Any, vec![ev("Odd", 0)])
+        .await
+        .expect("a first append");
+    let events: Vec<EventData> = (0..N).map(|n| ev(if n % 2 == 0 { "Even" } else { "Odd" }, n)).collect();
+    let r = store
+        .append("big", ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("large append");
+    assert_eq!(
+        (r.first_version, r.last_version, r.outbox_entries),
+        (1, N, (N + N / 2) as usize),
+        "{r:?}"
+    );
+
+    let read = store
+        .read_stream("big", 1, 10_000, ReadDirection::Forward)
+        .await
+        .expect("read");
+    assert_eq!(read.len() as u64, N);
+    for (i, (got, sent)) in read.iter().zip(&events).enumerate() {
+        assert_eq!(got.stream_version, i as u64 + 1);
+        assert_eq!((got.event_id, &got.event_type), (sent.id, &sent.event_type));
+        assert_eq!(got.payload, json!({"n": i}));
+    }
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(
+        (read[0].position, read[read.len() - 1].position),
+        (r.first_position, r.last_position)
+    );
+
+    for (destination, every) in [("hook", 1), ("evens", 2)] {
+        let entries: Vec<_> = super::support::entries_of(&*store, destination)
+            .await
+            .into_iter()
+            .filter(|e| e.stream_id == "big")
+            .collect();
+        let versions: Vec<u64> = entries.iter().filter_map(|e| e.stream_version).collect();
+        assert_eq!(
+            versions,
+            (1..=N).step_by(every).collect::<Vec<_>>(),
+            "{destination}: one entry per routed event, in version order"
+        );
+        for e in &entries {
+            let event = &events[e.stream_version.expect("version") as usize - 1];
+            assert_eq!(e.id, super::support::entry_id(event, destination));
+        }
+    }
+}
+
 /// Re-appending the same event ids with the same content is a no-op that returns the
-/// original positions; nothing new is stored (events or outbox entries).
+/// original positions and outbox entry count; nothing new is stored (events or outbox
+/// entries). Content is compared as JSON: whitespace and key order do not matter.
 pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
     let store = h
         .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
         .await;
-    let events = vec![ev("A", 1), ev("A", 2)];
+    let spelled = |payload: &str, metadata: &str| {
+        let mut event = EventData::from_json_str("A", payload).expect("valid JSON");
+        event.metadata = Some(RawValue::from_string(metadata.to_string()).expect("valid JSON"));
+        event
+    };
+    let first_event = spelled(r#"{"a": 1, "b": [1, 2]}"#, r#"{"m": 1, "k": [true]}"#);
+    let events = vec![first_event.clone(), ev("A", 2)];
     let first = store
         .append("s", ExpectedVersion::NoStream, events.clone())
         .await
@@ -353,8 +447,13 @@ pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
         .expect("other");
     let before = snapshot(&*store).await;
 
+    // The same content spelled differently (whitespace, key order).
+    let respelled = vec![
+        spelled(r#"{ "b":[1,2],"a":1 }"#, r#"{"k":[ true ],"m":1}"#).with_id(first_event.id),
+        events[1].clone(),
+    ];
     let again = store
-        .append("s", ExpectedVersion::Any, events.clone())
+        .append("s", ExpectedVersion::Any, respelled)
         .await
         .expect("idempotent repeat");
     assert!(again.idempotent_repeat, "the repeat is reported as such: {again:?}");
@@ -363,15 +462,17 @@ pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
             again.first_version,
             again.last_version,
             again.first_position,
-            again.last_position
+            again.last_position,
+            again.outbox_entries
         ),
         (
             first.first_version,
             first.last_version,
             first.first_position,
-            first.last_position
+            first.last_position,
+            first.outbox_entries
         ),
-        "the repeat returns the original positions"
+        "the repeat returns the original positions and entry count"
     );
     assert_eq!(snapshot(&*store).await, before, "the repeat stores nothing");
     assert_eq!(store.stream_version("s").await.expect("version"), Some(2));
@@ -401,8 +502,8 @@ pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
     );
 }
 
-/// The same event id with different content (or in another stream) is an
-/// `IdempotencyConflict` naming the id; nothing is written.
+/// The same event id with different content (payload, type or metadata) or in another
+/// stream is an `IdempotencyConflict` naming the id; nothing is written.
 pub async fn idempotent_append_conflicts_on_different_content<H: Harness>(h: &H) {
     let store = h
         .open(StoreOptions::default().with_outbox("hook", RouteFilter::all()))
@@ -416,9 +517,14 @@ pub async fn idempotent_append_conflicts_on_different_content<H: Harness>(h: &H)
 
     let changed_payload = ev("A", 2).with_id(original.id);
     let changed_type = ev("B", 1).with_id(original.id);
+    let added_metadata = ev("A", 1)
+        .with_metadata(&json!({"m": 1}))
+        .expect("metadata")
+        .with_id(original.id);
     for (what, stream, event) in [
         ("different payload", "s", changed_payload),
         ("different type", "s", changed_type),
+        ("different metadata", "s", added_metadata),
         ("another stream", "elsewhere", original.clone()),
     ] {
         match store.append(stream, ExpectedVersion::Any, vec![event]).await {
@@ -599,6 +705,10 @@ pub async fn outbox_message_validation<H: Harness>(h: &H) {
     let bad_stream = OutboxMessage::json("hook", "", "Ping", &json!({})).expect("message");
     expect_validation("empty message stream id", tx.write_outbox(bad_stream).await, |v| {
         *v == ValidationError::EmptyStreamId
+    });
+    let no_type = OutboxMessage::json("hook", "s", "", &json!({})).expect("message");
+    expect_validation("empty message type", tx.write_outbox(no_type).await, |v| {
+        matches!(v, ValidationError::Empty { .. })
     });
     let big = OutboxMessage::json("hook", "s", "Ping", &json!({"blob": "z".repeat(2000)})).expect("message");
     expect_validation("message payload over the cap", tx.write_outbox(big).await, |v| {
