@@ -55,11 +55,12 @@ const SELECT_STREAM_VERSION: &str = "SELECT version FROM {schema}.streams WHERE 
 /// Binds: uuid[].
 const SELECT_STORED_EVENT_IDS: &str = "SELECT event_id FROM {schema}.events WHERE event_id = ANY($1)";
 
-/// Stored events among the given ones, compared with them (the idempotency check).
+/// Stored events among the given ones, compared with them (the idempotency check; absent
+/// metadata equals JSON `null`).
 /// Binds: uuid[] ids, text[] types, text[] payloads, text[] metadata (nullable).
 const COMPARE_STORED_EVENTS: &str = "SELECT u.event_id, e.stream_id, e.stream_version, e.position, \
         (e.event_type = u.event_type AND e.payload = u.payload::jsonb \
-         AND e.metadata IS NOT DISTINCT FROM u.metadata::jsonb) AS same \
+         AND COALESCE(e.metadata, 'null') = COALESCE(u.metadata::jsonb, 'null')) AS same \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
           WITH ORDINALITY AS u(event_id, event_type, payload, metadata, ord) \
      JOIN {schema}.events AS e ON e.event_id = u.event_id \

@@ -154,11 +154,10 @@ fn append_in(
             // Content is compared as JSON (whitespace and key order do not matter), as
             // the database backends do.
             let parsed = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
-            let same_metadata = match (&e.metadata, &stored.recorded.metadata) {
-                (None, None) => true,
-                (Some(m), Some(v)) => parsed(m.get()).as_ref() == Some(v),
-                _ => false,
-            };
+            // Absent metadata equals JSON `null`.
+            let null = serde_json::Value::Null;
+            let same_metadata = e.metadata.as_ref().map_or(Some(null.clone()), |m| parsed(m.get()))
+                == Some(stored.recorded.metadata.clone().unwrap_or(null));
             let same = stored.recorded.stream_id == stream_id
                 && stored.recorded.event_type == e.event_type
                 && parsed(e.payload.get()).as_ref() == Some(&stored.recorded.payload)

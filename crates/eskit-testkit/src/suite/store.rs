@@ -500,6 +500,31 @@ pub async fn idempotent_append_is_noop<H: Harness>(h: &H) {
         before,
         "the repeat in a transaction stores nothing"
     );
+
+    // Absent metadata and JSON `null` metadata are the same content, either way round.
+    let with_null = spelled(r#"{"n": 1}"#, "null");
+    let without = EventData::from_json_str("A", r#"{"n": 1}"#).expect("valid JSON");
+    for (first, repeat) in [
+        (
+            with_null.clone(),
+            EventData {
+                metadata: None,
+                ..with_null
+            },
+        ),
+        (without.clone(), spelled(r#"{"n": 1}"#, "null").with_id(without.id)),
+    ] {
+        let stream = format!("null-{}", first.id);
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![first])
+            .await
+            .expect("append");
+        let again = store
+            .append(&stream, ExpectedVersion::Any, vec![repeat])
+            .await
+            .expect("absent and null metadata repeat each other");
+        assert!(again.idempotent_repeat, "{again:?}");
+    }
 }
 
 /// The same event id with different content (payload, type or metadata) or in another
