@@ -21,11 +21,6 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
-struct StoredEvent {
-    recorded: RecordedEvent,
-}
-
-#[derive(Debug, Clone)]
 struct LeaseRow {
     owner: String,
     epoch: i64,
@@ -34,7 +29,7 @@ struct LeaseRow {
 
 #[derive(Debug, Clone, Default)]
 struct State {
-    events: Vec<StoredEvent>,
+    events: Vec<RecordedEvent>,
     by_event_id: HashMap<Uuid, usize>,
     streams: HashMap<String, u64>,
     outbox: BTreeMap<i64, OutboxEntry>,
@@ -157,10 +152,10 @@ fn append_in(
             // Absent metadata equals JSON `null`.
             let null = serde_json::Value::Null;
             let same_metadata = e.metadata.as_ref().map_or(Some(null.clone()), |m| parsed(m.get()))
-                == Some(stored.recorded.metadata.clone().unwrap_or(null));
-            let same = stored.recorded.stream_id == stream_id
-                && stored.recorded.event_type == e.event_type
-                && parsed(e.payload.get()).as_ref() == Some(&stored.recorded.payload)
+                == Some(stored.metadata.clone().unwrap_or(null));
+            let same = stored.stream_id == stream_id
+                && stored.event_type == e.event_type
+                && parsed(e.payload.get()).as_ref() == Some(&stored.payload)
                 && same_metadata;
             if !same {
                 return Err(Error::IdempotencyConflict { event_id: e.id });
@@ -172,8 +167,8 @@ fn append_in(
         if repeated.len() != events.len() {
             return Err(Error::IdempotencyConflict { event_id: events[0].id });
         }
-        let first = &state.events[repeated[0]].recorded;
-        let last = &state.events[repeated[repeated.len() - 1]].recorded;
+        let first = &state.events[repeated[0]];
+        let last = &state.events[repeated[repeated.len() - 1]];
         return Ok(AppendResult {
             first_version: first.stream_version,
             last_version: last.stream_version,
@@ -232,7 +227,7 @@ fn append_in(
             recorded_at,
         };
         state.by_event_id.insert(e.id, state.events.len());
-        state.events.push(StoredEvent { recorded });
+        state.events.push(recorded);
     }
     let last_version = first_version + events.len() as u64 - 1;
     state.streams.insert(stream_id.to_string(), last_version);
@@ -299,11 +294,7 @@ impl EventStore for MemoryStore {
         direction: ReadDirection,
     ) -> Result<Vec<RecordedEvent>> {
         let state = self.shared.state();
-        let in_stream = state
-            .events
-            .iter()
-            .map(|e| &e.recorded)
-            .filter(|e| e.stream_id == stream_id);
+        let in_stream = state.events.iter().filter(|e| e.stream_id == stream_id);
         Ok(match direction {
             ReadDirection::Forward => in_stream
                 .filter(|e| e.stream_version >= from_version)
@@ -327,7 +318,6 @@ impl EventStore for MemoryStore {
         Ok(state
             .events
             .iter()
-            .map(|e| &e.recorded)
             .filter(|e| e.position >= from_position)
             .take(limit)
             .cloned()
