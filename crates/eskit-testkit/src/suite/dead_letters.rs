@@ -425,25 +425,9 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
 /// rest; a selector with neither an id nor a destination is refused (replay and discard)
 /// and changes nothing.
 pub async fn dead_letter_bulk_operations_run_in_batches<H: Harness>(h: &H) {
-    let store = h
-        .open(
-            StoreOptions::default()
-                .with_outbox("hook", RouteFilter::all())
-                .partitions(1),
-        )
-        .await;
     let count = 2 * BULK_BATCH as usize + 6;
-    let events: Vec<_> = (0..count as u64).map(|n| ev("A", n)).collect();
-    store
-        .append("s", ExpectedVersion::Any, events.clone())
-        .await
-        .expect("append");
+    let (store, events, lease) = super::support::hook_stream_leased(h, count as u64).await;
     let id = |i: usize| super::support::entry_id(&events[i], "hook");
-    let lease = store
-        .try_acquire_lease("hook", 0, "relay-a", TTL)
-        .await
-        .expect("acquire")
-        .expect("granted");
     let now = OffsetDateTime::now_utc();
     let results: Vec<_> = (0..count)
         .map(|i| {

@@ -494,24 +494,8 @@ pub async fn status_counts<H: Harness>(h: &H) {
 /// the oldest deliveries first (not the oldest entries); `purge_delivered(before)`
 /// deletes every delivered entry delivered before `before`, and nothing else.
 pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
-    let store = h
-        .open(
-            StoreOptions::default()
-                .with_outbox("hook", RouteFilter::all())
-                .partitions(1),
-        )
-        .await;
-    let events: Vec<_> = (1..=5).map(|n| ev("A", n)).collect();
-    store
-        .append("s", ExpectedVersion::Any, events.clone())
-        .await
-        .expect("append");
+    let (store, events, lease) = super::support::hook_stream_leased(h, 5).await;
     let id = |i: usize| super::support::entry_id(&events[i], "hook");
-    let lease = store
-        .try_acquire_lease("hook", 0, "relay-a", TTL)
-        .await
-        .expect("acquire")
-        .expect("granted");
     let now = OffsetDateTime::now_utc();
     let old = now - time::Duration::hours(2);
     store
@@ -552,24 +536,8 @@ pub async fn purge_delivered_removes_old_deliveries<H: Harness>(h: &H) {
 /// `purge_delivered` goes on batch after batch until every old delivery is gone: more
 /// than two batches' worth of delivered entries are all deleted, the pending one stays.
 pub async fn purge_delivered_runs_in_batches<H: Harness>(h: &H) {
-    let store = h
-        .open(
-            StoreOptions::default()
-                .with_outbox("hook", RouteFilter::all())
-                .partitions(1),
-        )
-        .await;
     let count = 2 * BULK_BATCH as usize + 7;
-    let events: Vec<_> = (0..=count as u64).map(|n| ev("A", n)).collect();
-    store
-        .append("s", ExpectedVersion::Any, events.clone())
-        .await
-        .expect("append");
-    let lease = store
-        .try_acquire_lease("hook", 0, "relay-a", TTL)
-        .await
-        .expect("acquire")
-        .expect("granted");
+    let (store, events, lease) = super::support::hook_stream_leased(h, count as u64 + 1).await;
     let old = OffsetDateTime::now_utc() - time::Duration::hours(2);
     let results: Vec<_> = events[..count]
         .iter()

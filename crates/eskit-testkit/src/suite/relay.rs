@@ -493,7 +493,14 @@ pub async fn lease_takeover_after_abort<H: Harness>(h: &H) {
 
     let second = start_relay(&store, "hook", sink.clone(), relay_config("relay-b"));
     settle(&*store, "hook", "after takeover").await;
+    // Partitions with nothing left to deliver may be taken a balancing tick later.
+    let all_taken = wait_until(SETTLE, || async {
+        let leases = store.list_leases("hook").await.expect("list_leases");
+        leases.len() == 4 && leases.iter().all(|l| l.owner == "relay-b" && l.live)
+    })
+    .await;
     let after = store.list_leases("hook").await.expect("list_leases");
+    assert!(all_taken, "relay-b takes every partition: {after:?}");
     second.shutdown().await;
     for old in &before {
         let new = after.iter().find(|l| l.partition == old.partition).expect("lease row");

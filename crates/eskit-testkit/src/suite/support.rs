@@ -65,6 +65,30 @@ pub fn dead(id: Uuid, attempts: u32, at: OffsetDateTime, error: &str) -> EntryRe
     }
 }
 
+/// A store routing everything to `hook` over one partition, with `count` events appended
+/// to stream `s` in one append, and `relay-a`'s lease on that partition: the set-up of
+/// the tests that write results directly. Returns the store, the events and the lease.
+pub async fn hook_stream_leased<H: crate::Harness>(h: &H, count: u64) -> (Arc<H::Store>, Vec<EventData>, eskit::Lease) {
+    let store = h
+        .open(
+            eskit::StoreOptions::default()
+                .with_outbox("hook", eskit::RouteFilter::all())
+                .partitions(1),
+        )
+        .await;
+    let events: Vec<_> = (0..count).map(|n| ev("A", n)).collect();
+    store
+        .append("s", eskit::ExpectedVersion::Any, events.clone())
+        .await
+        .expect("append");
+    let lease = store
+        .try_acquire_lease("hook", 0, "relay-a", LEASE_TTL)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    (store, events, lease)
+}
+
 /// The outbox entry id a route gives `event` for `destination`.
 pub fn entry_id(event: &EventData, destination: &str) -> Uuid {
     eskit::route_entry_id(event.id, destination)
