@@ -454,12 +454,14 @@ fn entry_selected(entry: &OutboxEntry, id: Uuid, destination: Option<&str>) -> b
 }
 
 /// Whether a dead entry is one a batch of `destination` under `filter` touches.
-fn batch_selected(entry: &OutboxEntry, destination: &str, filter: &DeadFilter) -> bool {
+/// The selection of a batch of `destination` under `filter` (its destination replaced),
+/// built once per batch.
+fn batch_selection(destination: &str, filter: &DeadFilter) -> impl Fn(&OutboxEntry) -> bool {
     let filter = DeadFilter {
         destination: Some(destination.to_string()),
         ..filter.clone()
     };
-    filter.after_seq.is_none_or(|after| entry.seq > after) && filter.matches(entry)
+    move |entry| filter.after_seq.is_none_or(|after| entry.seq > after) && filter.matches(entry)
 }
 
 #[async_trait::async_trait]
@@ -698,7 +700,7 @@ impl OutboxStore for MemoryStore {
     async fn replay_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
         let batch = self
             .write(|state| {
-                let seqs = state.dead_seqs(limit, |e| batch_selected(e, destination, filter));
+                let seqs = state.dead_seqs(limit, batch_selection(destination, filter));
                 state.replay(&seqs)
             })
             .await;
@@ -708,7 +710,7 @@ impl OutboxStore for MemoryStore {
     async fn discard_dead_batch(&self, destination: &str, filter: &DeadFilter, limit: u32) -> Result<BulkBatch> {
         Ok(self
             .write(|state| {
-                let seqs = state.dead_seqs(limit, |e| batch_selected(e, destination, filter));
+                let seqs = state.dead_seqs(limit, batch_selection(destination, filter));
                 state.discard(&seqs)
             })
             .await)

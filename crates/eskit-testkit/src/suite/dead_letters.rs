@@ -369,39 +369,28 @@ pub async fn dead_letter_queue_operations<H: Harness>(h: &H) {
         "a destination's replay keeps the last errors too"
     );
 
+    let discard_one = |id: Uuid, destination: Option<&str>| {
+        let selector = DeadSelector {
+            id: Some(id),
+            destination: destination.map(str::to_string),
+        };
+        let store = &store;
+        async move { store.discard_dead(&selector).await }
+    };
     assert_eq!(
-        store
-            .discard_dead(&DeadSelector {
-                id: Some(hook(0)),
-                destination: None
-            })
-            .await
-            .expect("discard a pending entry"),
+        discard_one(hook(0), None).await.expect("discard a pending entry"),
         0,
         "discard touches only dead entries"
     );
     assert_eq!(
-        store
-            .discard_dead(&DeadSelector {
-                id: Some(audit(0)),
-                destination: Some("hook".into())
-            })
+        discard_one(audit(0), Some("hook"))
             .await
             .expect("discard with another destination"),
         0,
         "an id with another destination discards nothing"
     );
     assert_eq!(entry(&*store, audit(0)).await.expect("entry").state, EntryState::Dead);
-    assert_eq!(
-        store
-            .discard_dead(&DeadSelector {
-                id: Some(audit(0)),
-                destination: Some("audit".into())
-            })
-            .await
-            .expect("discard one"),
-        1
-    );
+    assert_eq!(discard_one(audit(0), Some("audit")).await.expect("discard one"), 1);
     assert!(entry(&*store, audit(0)).await.is_none(), "a discarded entry is gone");
     assert_eq!(
         store
